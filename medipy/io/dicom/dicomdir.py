@@ -1,0 +1,328 @@
+"""DICOMDIR: the record hierarchy, and the files its records reference.
+
+A DICOMDIR read by :func:`medipy.io.dicom.reading.read` has its directory records turned into
+:class:`~medipy.io.dicom.dataset.DataSet` objects that know their ``children`` (lower-level records), their
+``parent`` (higher-level record, or None) and their ``path`` (the DICOMDIR). The hierarchy comes from the
+record offsets when these are consistent, else from the order of the records and their levels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from medipy.errors import DicomError, MissingReferencedFileError, UnsafePathError
+from medipy.io.dicom.dataset import DataSet
+
+__all__ = ["link_records", "load_dicomdir_records", "record_study_uid", "resolve_referenced_file",
+           "series_records"]
+
+logger = logging.getLogger(__name__)
+
+# Record levels for the fallback hierarchy; every other type (IMAGE, RT DOSE, SR DOCUMENT, ...) is a leaf.
+_LEVELS = {"PATIENT": 0, "STUDY": 1, "SERIES": 2}
+_LEAF_LEVEL = 3
+# pydicom's per-item attributes kept when an item is wrapped into a DataSet
+_ITEM_ATTRIBUTES = ("_parent_encoding", "seq_item_tell", "file_tell", "is_undefined_length_sequence_item")
+
+
+def link_records(dicomdir: DataSet) -> list[DataSet]:
+    """Turn the Directory Record Sequence items of ``dicomdir`` into linked DataSets, in place.
+
+    Parameters
+    ----------
+    dicomdir
+        A DICOMDIR as read by pydicom and wrapped into a DataSet (its ``path`` is set).
+
+    Returns
+    -------
+    list of DataSet
+        The root records (also stored as ``dicomdir.children``). Each record has ``path`` (the DICOMDIR),
+        ``children`` (its lower-level records) and ``parent`` (its higher-level record or None).
+
+    Examples
+    --------
+    >>> roots = link_records(dicomdir)  # doctest: +SKIP
+    >>> [root.DirectoryRecordType for root in roots]  # doctest: +SKIP
+    ['PATIENT', 'PATIENT', 'PATIENT']
+    """
+    sequence = dicomdir.get("DirectoryRecordSequence") or []
+    records = []
+    for index, item in enumerate(sequence):
+        record = item if isinstance(item, DataSet) else DataSet(item)
+        for attribute in _ITEM_ATTRIBUTES:
+            if attribute in item.__dict__:
+                record.__dict__[attribute] = item.__dict__[attribute]
+        record.path = dicomdir.path
+        record.children = []
+        record.parent = None
+        records.append(record)
+        if record is not item:
+            sequence[index] = record
+    roots = _link_by_offsets(dicomdir, records)
+    if roots is None:
+        logger.info("%s: record offsets absent or inconsistent, hierarchy built from record order and levels",
+                    dicomdir.path)
+        roots = _link_by_order(records)
+    dicomdir.children = roots
+    return roots
+
+
+def _link_by_offsets(dicomdir: Dataset, records: list[DataSet]) -> list[DataSet] | None:
+    """Link by Offset of the Next/Lower-Level records; None if the offsets do not form one tree of all."""
+    by_offset = {}
+    for record in records:
+        offset = record.__dict__.get("seq_item_tell")
+        if offset is None:
+            return None
+        by_offset[offset] = record
+
+    declared = dicomdir.get("OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity") or 0
+    keywords = ("OffsetOfTheNextDirectoryRecord", "OffsetOfReferencedLowerLevelDirectoryEntity")
+    referenced = {record.get(keyword) or 0 for record in records for keyword in keywords}
+    unreferenced = [offset for offset in by_offset if offset not in referenced]
+    # The declared root offset first; then the only record no offset points to (some writers forget to
+    # update the root offset when they reorder the records).
+    candidates = [declared] + (unreferenced if len(unreferenced) == 1 and unreferenced[0] != declared else [])
+    for first in candidates:
+        roots = _link_tree(first, by_offset)
+        if roots is not None and sum(1 for _ in _walk(roots)) == len(records):
+            return roots
+        for record in records:
+            record.children, record.parent = [], None
+    return None
+
+
+def _link_tree(first: int, by_offset: dict[int, DataSet]) -> list[DataSet] | None:
+    """The tree whose root chain starts at offset ``first``; None on a dangling or repeated offset."""
+    linked: set[int] = set()
+
+    def chain(offset: int) -> list[DataSet] | None:
+        out = []
+        while offset:
+            record = by_offset.get(offset)
+            if record is None or offset in linked:
+                return None
+            linked.add(offset)
+            out.append(record)
+            offset = record.get("OffsetOfTheNextDirectoryRecord") or 0
+        return out
+
+    roots = chain(first)
+    pending = list(roots or [])
+    while roots is not None and pending:
+        parent = pending.pop()
+        children = chain(parent.get("OffsetOfReferencedLowerLevelDirectoryEntity") or 0)
+        if children is None:
+            return None
+        parent.children = children
+        for child in children:
+            child.parent = parent
+        pending.extend(children)
+    return roots
+
+
+def _link_by_order(records: list[DataSet]) -> list[DataSet]:
+    """Link by sequence order: a record's parent is the closest preceding record of a higher level."""
+    roots: list[DataSet] = []
+    stack: list[tuple[int, DataSet]] = []
+    for record in records:
+        level = _LEVELS.get(str(record.get("DirectoryRecordType", "")).strip().upper(), _LEAF_LEVEL)
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        if stack:
+            record.parent = stack[-1][1]
+            record.parent.children.append(record)
+        else:
+            roots.append(record)
+        stack.append((level, record))
+    return roots
+
+
+def _walk(records: Iterable[DataSet]) -> Iterator[DataSet]:
+    """The records and their descendants, depth first, in record order."""
+    for record in records:
+        yield record
+        yield from _walk(record.children)
+
+
+def series_records(dicomdir: DataSet) -> list[DataSet]:
+    """The SERIES records of a DICOMDIR, in hierarchy order (patient, study, series).
+
+    Parameters
+    ----------
+    dicomdir
+        A DICOMDIR DataSet returned by :func:`medipy.io.dicom.reading.read`.
+
+    Returns
+    -------
+    list of DataSet
+        The SERIES records; their ``children`` are their IMAGE (or other leaf) records.
+
+    Examples
+    --------
+    >>> [len(s.children) for s in series_records(read("DICOMDIR"))]  # doctest: +SKIP
+    [1, 1, 1, 3, ...]
+    """
+    roots = dicomdir.children if dicomdir.children else link_records(dicomdir)
+    return [record for record in _walk(roots)
+            if str(record.get("DirectoryRecordType", "")).strip().upper() == "SERIES"]
+
+
+def record_study_uid(record: DataSet) -> str | None:
+    """The Study Instance UID of a record's STUDY (the record itself or an ancestor), or None."""
+    current: DataSet | None = record
+    while current is not None:
+        if str(current.get("DirectoryRecordType", "")).strip().upper() == "STUDY":
+            uid = current.get("StudyInstanceUID")
+            return None if not uid else str(uid)
+        current = getattr(current, "parent", None)
+    return None
+
+
+def _components(file_id: str | Sequence[str], label: str) -> list[str]:
+    parts = file_id.split("\\") if isinstance(file_id, str) else [str(part) for part in file_id]
+    parts = [part.strip() for part in parts]
+    if not parts or any(not part for part in parts):
+        raise UnsafePathError(f"Referenced File ID {file_id!r} has an empty component", label)
+    for part in parts:
+        if part in (".", "..") or "/" in part or "\\" in part or ":" in part or os.path.isabs(part):
+            raise UnsafePathError(
+                f"Referenced File ID {file_id!r} would leave the DICOMDIR's folder (component {part!r}); "
+                "the DICOMDIR is corrupt or malicious, its records cannot be loaded", label)
+    return parts
+
+
+def _normalised(name: str) -> str:
+    """Name as compared case-insensitively: ISO 9660 version (``;1``) and a trailing dot ignored."""
+    stem, _, version = name.partition(";")
+    return (stem if version.isdigit() else name).rstrip(".").casefold()
+
+
+def resolve_referenced_file(dicomdir_path: str | os.PathLike[str], file_id: str | Sequence[str]) -> Path:
+    """The file a Referenced File ID (0004,1500) designates, under the DICOMDIR's folder.
+
+    Parameters
+    ----------
+    dicomdir_path
+        The DICOMDIR file (or the folder holding it).
+    file_id
+        The Referenced File ID: its components (a list) or one string with backslash separators.
+
+    Returns
+    -------
+    pathlib.Path
+        The file. A component that does not exist with this exact case is matched case-insensitively (ignoring
+        an ISO 9660 ``;1`` version), as CD exports often change the case of names.
+
+    Raises
+    ------
+    UnsafePathError
+        The ID is absolute, has ``..`` or separators, or resolves (symbolic links included) outside the
+        folder.
+    MissingReferencedFileError
+        No such file under the folder; the message names the DICOMDIR and the file.
+
+    Examples
+    --------
+    >>> resolve_referenced_file("export/DICOMDIR", ["IMAGES", "IM0001"])  # doctest: +SKIP
+    PosixPath('export/images/im0001')
+    """
+    dicomdir_path = Path(dicomdir_path)
+    folder = dicomdir_path if dicomdir_path.is_dir() else dicomdir_path.parent
+    label = os.fspath(dicomdir_path)
+    current = folder
+    for part in _components(file_id, label):
+        candidate = current / part
+        if not os.path.lexists(candidate):
+            try:
+                names = sorted(os.listdir(current))
+            except OSError:
+                names = []
+            matches = [name for name in names if _normalised(name) == _normalised(part)]
+            if not matches:
+                raise MissingReferencedFileError(
+                    f"Referenced File ID {'/'.join(_components(file_id, label))!r} designates {candidate}, "
+                    "which does not exist (not even with another letter case); copy the missing file back or "
+                    "drop the record", label)
+            candidate = current / matches[0]
+        current = candidate
+    root = folder.resolve()
+    target = current.resolve()
+    if not target.is_relative_to(root):
+        raise UnsafePathError(
+            f"Referenced File ID {file_id!r} resolves to {target}, outside the DICOMDIR's folder {root} "
+            "(symbolic link?); refusing to read it", label)
+    if not target.is_file():
+        raise MissingReferencedFileError(
+            f"Referenced File ID {file_id!r} designates {current}, which is not a file; copy the missing "
+            "file back or drop the record", label)
+    return current
+
+
+def _describe_record(record: DataSet) -> str:
+    kind = str(record.get("DirectoryRecordType", "?")).strip()
+    offset = record.__dict__.get("seq_item_tell")
+    return f"{kind} record" + ("" if offset is None else f" at offset {offset}")
+
+
+def load_dicomdir_records(datasets: Iterable[DataSet]) -> list[DataSet]:
+    """Replace DICOMDIR records by the files they reference.
+
+    Parameters
+    ----------
+    datasets
+        Datasets, some of them DICOMDIR directory records (e.g. a series of :func:`medipy.io.dicom.series`).
+
+    Returns
+    -------
+    list of DataSet
+        First the datasets that are not directory records, unchanged and in order; then the files referenced
+        by the records and (recursively) their lower-level records, read with
+        :func:`medipy.io.dicom.reading.read`, each file once, in record order.
+
+    Raises
+    ------
+    MissingReferencedFileError
+        A referenced file does not exist; the message names the DICOMDIR, the record and the file.
+    UnsafePathError
+        A Referenced File ID would leave the DICOMDIR's folder.
+    DicomError
+        A record does not know its DICOMDIR (``path`` is None); read the DICOMDIR with medipy.
+    NotDicomError, BrokenDicomError
+        A referenced file is not DICOM or is broken.
+
+    Examples
+    --------
+    >>> serie = load_dicomdir_records(series[0])  # doctest: +SKIP
+    """
+    from medipy.io.dicom.reading import read  # reading imports this module
+
+    datasets = list(datasets)
+    out = [dataset for dataset in datasets if not _is_record(dataset)]
+    seen: set[Path] = set()
+    for record in _walk(dataset for dataset in datasets if _is_record(dataset)):
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        if record.path is None:
+            raise DicomError(f"the {_describe_record(record)} does not know its DICOMDIR (path is None); "
+                             "read the DICOMDIR with medipy.io.dicom.read")
+        try:
+            file = resolve_referenced_file(record.path, file_id)
+        except (MissingReferencedFileError, UnsafePathError) as exc:
+            raise type(exc)(f"{_describe_record(record)}: {exc.reason}", record.path) from exc
+        key = file.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(read(file))
+    return out
+
+
+def _is_record(dataset: Dataset) -> bool:
+    return "DirectoryRecordType" in dataset

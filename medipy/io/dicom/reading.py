@@ -1,0 +1,287 @@
+"""Reading one DICOM file into a :class:`~medipy.io.dicom.dataset.DataSet`.
+
+The bytes are sniffed first (preamble, first element, or the signature of a common non-DICOM format), so that
+a file that is not DICOM is reported as such instead of being force-parsed into garbage. Parsing is pydicom's;
+its silent tolerance of truncated files is checked afterwards: every element is converted and its length
+compared with the bytes actually present, so that a broken file fails here and not later.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import string
+import struct
+import zlib
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
+from pydicom.valuerep import VR
+
+from medipy.errors import BrokenDicomError, MedipyError, NotDicomError
+from medipy.io.dicom.dataset import DataSet
+
+__all__ = ["read"]
+
+logger = logging.getLogger(__name__)
+
+_SNIFF_SIZE = 512
+_UNDEFINED = 0xFFFFFFFF
+_PREAMBLE = 128
+_MAX_STRAY = 3
+_FIRST_GROUPS = (0x0002, 0x0004, 0x0008)  # File Meta, Directory, Identifying: a dataset starts with one
+_VRS = frozenset(vr.value.encode("ascii") for vr in VR if len(vr.value) == 2)
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+# Errors of the file system that are about access, not content: they keep their built-in type.
+_ACCESS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
+         defer_size: int | str | None = None) -> DataSet:
+    """Read a DICOM file (a DICOMDIR included).
+
+    Parameters
+    ----------
+    path
+        The file: DICOM Part 10 with or without the 128-byte preamble and File Meta header, in any transfer
+        syntax pydicom reads (implicit/explicit VR, little/big endian, deflate, encapsulated pixel data).
+    stop_before_pixels
+        Stop before Pixel Data (7FE0,0010): a truncated Pixel Data is then not detected.
+    defer_size
+        Elements longer than this (bytes, or a string like ``"512 KB"``) are read from the file only when
+        accessed (see :func:`pydicom.dcmread`).
+
+    Returns
+    -------
+    DataSet
+        The dataset, with its file meta and preamble, ``path`` = ``str(path)``. For a DICOMDIR, the items of
+        Directory Record Sequence are DataSets that know their ``children``, ``parent`` and ``path`` (see
+        :mod:`medipy.io.dicom.dicomdir`), and the DICOMDIR's own ``children`` are its root records.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (also IsADirectoryError, PermissionError).
+    NotDicomError
+        The file is not DICOM (empty, text, JSON, NIfTI, gzip archive, preamble only, ...); the message says
+        what it looks like.
+    BrokenDicomError
+        The file starts as DICOM but cannot be parsed: truncated (header or Pixel Data), inconsistent
+        lengths, undecodable values. Re-export or re-copy the file.
+
+    Examples
+    --------
+    >>> ds = read("CT_small.dcm")  # doctest: +SKIP
+    >>> ds.Rows, ds.path  # doctest: +SKIP
+    (128, 'CT_small.dcm')
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        head = fp.read(_SNIFF_SIZE)
+    start = _sniff(name, head, size)
+    source: str | io.BytesIO = name
+    if start not in (0, _PREAMBLE + 4):
+        logger.warning("%s: %d stray byte(s) before the first DICOM element, skipped", name, start)
+        with open(name, "rb") as fp:
+            fp.seek(start)
+            source = io.BytesIO(fp.read())
+        size, start = size - start, 0
+    try:
+        ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        _check(ds, name, source, size, start, stop_before_pixels)
+    except MedipyError:
+        raise
+    except _ACCESS_ERRORS:
+        raise
+    except (InvalidDicomError, zlib.error) as exc:
+        raise BrokenDicomError(f"cannot be parsed as DICOM ({exc}); the file is corrupt, re-export it",
+                               name) from exc
+    except Exception as exc:  # pydicom, struct, EOF, Key... errors of a corrupt file: never escape bare
+        raise BrokenDicomError(
+            f"is truncated or corrupt ({type(exc).__name__}: {exc}); re-copy or re-export the file", name,
+        ) from exc
+    out = DataSet.from_pydicom(ds, path=name)
+    # Deferred elements are loaded from the file: keep what pydicom's Dataset.__getitem__ needs for that.
+    for attribute in ("filename", "fileobj_type", "timestamp", "buffer"):
+        out.__dict__[attribute] = getattr(ds, attribute, None)
+    if _is_dicomdir(out):
+        from medipy.io.dicom.dicomdir import link_records  # dicomdir imports this module
+
+        link_records(out)
+    logger.debug("read %s (%d top-level elements)", name, len(out))
+    return out
+
+
+def _is_dicomdir(ds: Dataset) -> bool:
+    file_meta = getattr(ds, "file_meta", None)
+    sop_class = None if file_meta is None else file_meta.get("MediaStorageSOPClassUID")
+    return sop_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds
+
+
+# --- sniffing ------------------------------------------------------------------------------------------
+
+def _sniff(name: str, head: bytes, size: int) -> int:
+    """Return the offset where DICOM elements start (0 or 132), or raise NotDicomError/BrokenDicomError."""
+    if size == 0:
+        raise NotDicomError("is empty (0 bytes), not a DICOM file", name)
+    if head[_PREAMBLE:_PREAMBLE + 4] == b"DICM":
+        start = _PREAMBLE + 4
+        if size == start:
+            raise NotDicomError(
+                "holds only the 128-byte preamble and 'DICM' prefix and no dataset; it is not a usable "
+                "DICOM file", name)
+        if not _looks_like_element(head[start:], size - start):
+            raise BrokenDicomError(
+                "has the DICOM preamble and 'DICM' prefix but no parsable element after it (truncated or "
+                "corrupt); re-copy or re-export the file", name)
+        return start
+    if _looks_like_element(head, size):
+        return 0
+    for stray in range(1, _MAX_STRAY + 1):  # a few junk bytes before an intact dataset (seen in the wild)
+        if _looks_like_element(head[stray:], size - stray, strict=True):
+            return stray
+    raise NotDicomError(
+        f"is not a DICOM file: it looks like {_describe(head, size)} (no 'DICM' prefix at byte 128 and no "
+        "DICOM element at byte 0)", name)
+
+
+def _looks_like_element(data: bytes, available: int, *, strict: bool = False) -> bool:
+    """True if ``data`` starts with a plausible first element of a dataset or File Meta group.
+
+    ``strict``: only explicit VR little endian, and the next element must be plausible too.
+    """
+    if len(data) < 8:
+        return False
+    if strict:
+        group, vr, length = struct.unpack("<H2x2sH", data[:8])
+        if group not in _FIRST_GROUPS or vr not in _VRS or vr in _LONG_VRS:
+            return False
+        following = data[8 + length:]
+        return (len(following) >= 8 and struct.unpack("<H", following[:2])[0] in _FIRST_GROUPS
+                and following[4:6] in _VRS)
+    for endian in "<>":
+        group = struct.unpack(f"{endian}H", data[:2])[0]
+        if group not in _FIRST_GROUPS or (endian == ">" and group == 0x0002):
+            continue  # the File Meta group is always little endian
+        vr = data[4:6]
+        if vr in _VRS:
+            if vr in _LONG_VRS:
+                length = struct.unpack(f"{endian}L", data[8:12])[0] if len(data) >= 12 else 0
+                if data[6:8] == b"\x00\x00" and (length == _UNDEFINED or length <= available - 12):
+                    return True
+            elif struct.unpack(f"{endian}H", data[6:8])[0] <= available - 8:
+                return True
+        if endian == "<":  # implicit VR is little endian only
+            length = struct.unpack("<L", data[4:8])[0]
+            if length == _UNDEFINED or length <= available - 8:
+                return True
+    return False
+
+
+def _describe(head: bytes, size: int) -> str:
+    """A short human description of a non-DICOM file from its first bytes."""
+    if head[:2] == b"\x1f\x8b":
+        return "a gzip-compressed file (decompress it first, e.g. with gunzip, then read the result)"
+    nifti = [struct.unpack(f"{endian}i", head[:4])[0] for endian in "<>"] if len(head) >= 4 else []
+    if 348 in nifti and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return "a NIfTI-1 image (read it with nibabel)"
+    if 540 in nifti and head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return "a NIfTI-2 image (read it with nibabel)"
+    signatures = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive",
+                  b"%PDF": "a PDF document", b"BZh": "a bzip2-compressed file",
+                  b"\xfd7zXZ": "an xz-compressed file"}
+    for signature, label in signatures.items():
+        if head.startswith(signature):
+            return label
+    if head[36:40] == b"acsp":
+        return "an ICC colour profile"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:  # may be cut inside a multi-byte character at the end of the sniff window
+        decoded = text[:-4].decode("utf-8", errors="replace")
+    if decoded[:1] in ("{", "["):
+        return "JSON text"
+    if decoded and all(char in string.printable or not char.isascii() for char in decoded):
+        return "a text file"
+    return f"unrecognised binary data ({size} bytes, starting with {head[:8].hex(' ')})"
+
+
+# --- structural checks --------------------------------------------------------------------------------
+
+def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, start: int,
+           stop_before_pixels: bool) -> None:
+    """Convert every element and check that none was cut short by the end of the file."""
+    deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+    if len(ds) == 0:
+        _raise_empty(ds, name, source, size, start, stop_before_pixels)
+    last_end = _check_dataset(ds, name, None if deflated else size)
+    if deflated or stop_before_pixels or last_end is None:
+        return
+    leftover = size - last_end
+    if leftover > 0:
+        raise BrokenDicomError(
+            f"ends with {leftover} byte(s) that are not a whole element (the file is truncated inside an "
+            "element header); re-copy or re-export the file", name)
+
+
+def _raise_empty(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, start: int,
+                 stop_before_pixels: bool) -> None:
+    meta_length = ds.file_meta.get("FileMetaInformationGroupLength")
+    meta_end = start + 12 + meta_length if meta_length is not None else start
+    if meta_end >= size:
+        raise BrokenDicomError("holds a File Meta header but no dataset after it (truncated?)", name)
+    # pydicom drops the whole dataset when the end of file is reached inside an undefined-length value:
+    # find out whether the header alone parses, to say where the file is cut.
+    if not stop_before_pixels:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        header = pydicom.dcmread(source, stop_before_pixels=True, force=True)
+        if len(header) > 0:
+            raise BrokenDicomError(
+                "Pixel Data (7FE0,0010) is truncated: the end of the file comes before its sequence "
+                "delimiter; re-copy or re-export the file (or read with stop_before_pixels=True)", name)
+    raise BrokenDicomError(
+        "no element of the dataset can be parsed (truncated inside an undefined-length element, or corrupt); "
+        "re-copy or re-export the file", name)
+
+
+def _check_dataset(ds: Dataset, name: str, size: int | None) -> int | None:
+    """Convert the elements of ``ds`` (recursively), check their lengths; return where the last one ends."""
+    end: int | None = None
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        end = None
+        if isinstance(raw, RawDataElement):
+            end = _check_raw(raw, name, size)
+            if raw.value is None and raw.length not in (0, _UNDEFINED):
+                continue  # deferred: read from the file when accessed
+        elem = ds[tag]  # converts a raw element (pydicom decodes lazily): corrupt values fail now
+        if elem.VR == VR.SQ:
+            for item in elem.value or ():
+                _check_dataset(item, name, size)
+    return end
+
+
+def _check_raw(raw: RawDataElement, name: str, size: int | None) -> int | None:
+    tag = f"({raw.tag.group:04X},{raw.tag.element:04X})"
+    if raw.length != _UNDEFINED:
+        if raw.value is not None and len(raw.value) < raw.length:
+            raise BrokenDicomError(
+                f"element {tag} is truncated: {len(raw.value)} of its {raw.length} bytes are in the file; "
+                "re-copy or re-export the file", name)
+        end = raw.value_tell + raw.length
+    elif raw.value is not None:
+        end = raw.value_tell + len(raw.value) + 8  # the value, then the Sequence Delimitation Item
+    else:
+        return None
+    if size is not None and end > size:
+        raise BrokenDicomError(
+            f"element {tag} is truncated: it ends at byte {end}, after the end of the file ({size} bytes); "
+            "re-copy or re-export the file", name)
+    return end
