@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 
 __all__ = ["DataSet"]
@@ -25,6 +24,8 @@ class DataSet(Dataset):
     frame : int or None
         For a dataset made from one frame of a multi-frame object or one tile of a mosaic (see
         :func:`medipy.io.dicom.stacks`): the index of that frame or tile in its source; else None.
+    source : Dataset or None
+        For such a frame: the dataset holding its pixels. ``pixel_array`` then decodes that frame only.
 
     Examples
     --------
@@ -38,6 +39,7 @@ class DataSet(Dataset):
     path: str | None = None
     children: list[DataSet] = []  # noqa: RUF012 - replaced, never mutated, per instance
     frame: int | None = None
+    source: Dataset | None = None
 
     @classmethod
     def from_pydicom(cls, ds: Dataset, *, path: str | None = None) -> DataSet:
@@ -79,10 +81,17 @@ class DataSet(Dataset):
         uid = file_meta.get("TransferSyntaxUID")
         return None if uid is None else str(uid)
 
+    @property
+    def pixel_array(self) -> Any:
+        """The stored pixel values; for a frame (see ``source``), those of that frame or tile only."""
+        if self.source is None:
+            return super().pixel_array
+        from medipy.io.dicom.pixels import frame_pixels
+
+        return frame_pixels(self)
+
     def is_directory_record(self) -> bool:
         """True for a DICOMDIR directory record (it has a Directory Record Type)."""
         return "DirectoryRecordType" in self
 
 
-def _pixel_plugins_note() -> str:
-    return f"pydicom {pydicom.__version__}"

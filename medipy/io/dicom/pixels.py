@@ -1,0 +1,246 @@
+"""Pixel decoding: through pydicom and its plugins, with errors that say which plugin would help.
+
+Two entry points share the frame and tile logic: :func:`frame_pixels` for datasets in memory (the serial
+API) and :func:`record_pixels` for slice records (the dask engine), which reads native Pixel Data straight
+from its recorded byte offset and hands compressed data to pydicom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from medipy.errors import PixelDecodeError
+from medipy.io.dicom.record import SliceRecord
+
+__all__ = [
+    "decode",
+    "fit_bits_stored",
+    "frame_pixels",
+    "mosaic_tile",
+    "output_dtype",
+    "record_pixels",
+    "rescale",
+    "stored_dtype",
+]
+
+logger = logging.getLogger(__name__)
+
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", _BIG_ENDIAN}
+
+
+def _plugin_for(transfer_syntax: str) -> str:
+    uid = UID(transfer_syntax) if transfer_syntax else None
+    if uid is None or not uid.is_compressed:
+        return "none needed (native data: the Pixel Data is probably truncated or inconsistent with Rows, "\
+            "Columns, Bits Allocated and Number of Frames)"
+    name = uid.name.lower()
+    if "rle" in name:
+        return "pylibjpeg-rle (or pydicom's own RLE decoder)"
+    if "2000" in name or "htj2k" in name or "high-throughput" in name:
+        return "pylibjpeg-openjpeg"
+    if "jpeg-ls" in name:
+        return "pylibjpeg-libjpeg or pyjpegls"
+    if "jpeg" in name:
+        return "pylibjpeg-libjpeg (or python-gdcm)"
+    return "python-gdcm"
+
+
+def decode(ds: Dataset, index: int | None = None, *, path: str | None = None) -> np.ndarray:
+    """Decode the stored values of a dataset's Pixel Data (all frames, or frame ``index``).
+
+    Parameters
+    ----------
+    ds
+        A dataset with Pixel Data.
+    index
+        The frame to decode, or None for all (a multi-frame array is (frames, rows, columns[, samples])).
+    path
+        The file, for error messages (defaults to the dataset's ``path``/``filename``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Stored values (no rescale), colour converted to RGB as pydicom does.
+
+    Raises
+    ------
+    PixelDecodeError
+        When there is no Pixel Data, or it cannot be decoded: the message names the file, the transfer
+        syntax and the plugin that decodes it.
+    """
+    where = path or getattr(ds, "path", None) or getattr(ds, "filename", None)
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise PixelDecodeError("the dataset has no Pixel Data (7FE0,0010)", where)
+    try:
+        from pydicom.pixels import pixel_array
+
+        return pixel_array(ds, index=index)
+    except Exception as exc:
+        name = UID(syntax).name if syntax else "unknown transfer syntax"
+        frame = "" if index is None else f", frame {index}"
+        raise PixelDecodeError(
+            f"cannot decode Pixel Data{frame} stored as {name} ({syntax or '?'}): {exc}. "
+            f"Decoder plugin for this transfer syntax: {_plugin_for(syntax)}",
+            where,
+        ) from exc
+
+
+def mosaic_tile(mosaic: np.ndarray, tile: int, tiles_per_side: int) -> np.ndarray:
+    """Tile ``tile`` of a Siemens mosaic (tiles stored row by row, top-left first)."""
+    rows, columns = mosaic.shape[0] // tiles_per_side, mosaic.shape[1] // tiles_per_side
+    r, c = divmod(tile, tiles_per_side)
+    return mosaic[r * rows:(r + 1) * rows, c * columns:(c + 1) * columns]
+
+
+def frame_pixels(frame: Any) -> np.ndarray:
+    """Stored values of one slice given as a frame header (see :mod:`medipy.io.dicom.frames`)."""
+    source = getattr(frame, "source", None)
+    if source is None:
+        return decode(frame)
+    from medipy.io.dicom.frames import frame_layout
+
+    layout = frame_layout(source)
+    if layout.kind == "mosaic":
+        return mosaic_tile(decode(source), int(frame.frame), layout.mosaic_tiles or 1)
+    return decode(source, index=int(frame.frame))
+
+
+def stored_dtype(record: SliceRecord) -> np.dtype:
+    """The numpy dtype of a record's stored values (as pydicom returns them)."""
+    bits = record.bits_allocated
+    if bits not in (8, 16, 32, 64):
+        raise PixelDecodeError(f"unsupported Bits Allocated {bits}", record.path)
+    kind = "i" if record.pixel_representation == 1 else "u"
+    return np.dtype(f"{kind}{bits // 8}")
+
+
+def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
+    """Read one native frame at its recorded byte offset, or None when that fast path does not apply."""
+    if (
+        record.path is None
+        or record.pixel_offset is None
+        or record.transfer_syntax not in _NATIVE
+        or record.samples_per_pixel != 1
+        or record.bits_allocated not in (8, 16, 32)
+        or record.mosaic_tiles
+    ):
+        return None
+    dtype = stored_dtype(record).newbyteorder(">" if record.transfer_syntax == _BIG_ENDIAN else "<")
+    count = record.rows * record.columns
+    frame = record.frame or 0
+    offset = record.pixel_offset + frame * count * dtype.itemsize
+    if record.pixel_length is not None and (frame + 1) * count * dtype.itemsize > record.pixel_length:
+        raise PixelDecodeError(
+            f"Pixel Data holds {record.pixel_length} bytes, fewer than frame {frame} of "
+            f"{record.rows}x{record.columns}x{dtype.itemsize} bytes needs",
+            record.path,
+        )
+    with open(record.path, "rb") as handle:
+        handle.seek(offset)
+        raw = handle.read(count * dtype.itemsize)
+    if len(raw) != count * dtype.itemsize:
+        raise PixelDecodeError(
+            f"file ends inside Pixel Data (frame {frame}: {len(raw)} of {count * dtype.itemsize} bytes)",
+            record.path,
+        )
+    values = np.frombuffer(raw, dtype=dtype).reshape(record.rows, record.columns)
+    return values.astype(dtype.newbyteorder("="))
+
+
+def fit_bits_stored(values: np.ndarray, record: SliceRecord) -> np.ndarray:
+    """Sign-extend (signed) or mask (unsigned) stored values to Bits Stored, as PS3.5 8.1.1 defines them."""
+    if values.dtype.kind not in "iu" or not 0 < record.bits_stored < values.dtype.itemsize * 8:
+        return values
+    shift = values.dtype.itemsize * 8 - record.bits_stored
+    if record.pixel_representation == 1:
+        return (values << shift) >> shift
+    return values & np.asarray((1 << record.bits_stored) - 1, dtype=values.dtype)
+
+
+def record_pixels(record: SliceRecord) -> np.ndarray:
+    """Stored values of the slice a record describes, read from its file.
+
+    Native data is read at its recorded offset (no header parse); anything else is decoded by pydicom,
+    one frame only for multi-frame objects.
+
+    Raises
+    ------
+    PixelDecodeError
+        The file's pixels cannot be read or decoded (naming file, transfer syntax and plugin).
+    """
+    try:
+        values = _native_offset_read(record)
+    except OSError as exc:
+        raise PixelDecodeError(f"cannot read Pixel Data: {exc}", record.path) from exc
+    if values is not None:
+        return fit_bits_stored(values, record)
+    if record.path is None or not os.path.exists(record.path):
+        raise PixelDecodeError("the slice's file is not available to read its pixels", record.path)
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(record.path, force=True)
+    except Exception as exc:
+        raise PixelDecodeError(f"cannot re-read the file for its pixels: {exc}", record.path) from exc
+    if record.mosaic_tiles:
+        values = mosaic_tile(decode(ds, path=record.path), int(record.frame or 0), record.mosaic_tiles)
+    elif record.number_of_frames > 1:
+        values = decode(ds, index=int(record.frame or 0), path=record.path)
+    else:
+        values = decode(ds, path=record.path)
+    return fit_bits_stored(values, record)
+
+
+def _stored_range(record: SliceRecord) -> tuple[int, int]:
+    bits = record.bits_stored or record.bits_allocated
+    if record.pixel_representation == 1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def output_dtype(records: Sequence[SliceRecord]) -> np.dtype:
+    """The dtype of a stack's real-world values (Rescale Slope/Intercept applied per slice).
+
+    The stored integer dtype is kept when every slope is 1, every intercept integral and the rescaled range
+    (from Bits Stored and Pixel Representation, so it is known before any pixel is read) fits in it; else
+    the smallest signed integer dtype holding that range; else float32. Colour data keeps its dtype.
+    """
+    first = records[0]
+    stored = stored_dtype(first)
+    if first.samples_per_pixel > 1:
+        return stored
+    slopes = {r.rescale_slope for r in records}
+    intercepts = [r.rescale_intercept for r in records]
+    if slopes != {1.0} or any(not float(i).is_integer() for i in intercepts):
+        return np.dtype(np.float32)
+    low, high = _stored_range(first)
+    low, high = low + int(min(intercepts)), high + int(max(intercepts))
+    for candidate in (stored, np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)):
+        info = np.iinfo(candidate)
+        if info.min <= low and high <= info.max and candidate.itemsize >= stored.itemsize:
+            return candidate
+    return np.dtype(np.float32)
+
+
+def rescale(values: np.ndarray, record: SliceRecord, dtype: np.dtype) -> np.ndarray:
+    """Real-world values of one slice: ``values * slope + intercept`` in ``dtype`` (see output_dtype)."""
+    if record.samples_per_pixel > 1:
+        return values.astype(dtype, copy=False)
+    if dtype.kind == "f":
+        out = values.astype(np.float64) * record.rescale_slope + record.rescale_intercept
+        return out.astype(dtype)
+    out = values.astype(dtype)
+    if record.rescale_intercept:
+        out += dtype.type(int(record.rescale_intercept))
+    return out

@@ -1,0 +1,277 @@
+"""The slice record: the few header attributes of one slice (or frame) that grouping and geometry need.
+
+A :class:`SliceRecord` holds plain Python values only (str, int, float, tuples): it is small, hashable and
+cheap to pickle, so that a dask engine can parse headers in its workers and group the records elsewhere
+with exactly the functions that serve the serial API (:mod:`medipy.io.dicom.keys`,
+:mod:`medipy.io.dicom.geometry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from medipy.io.dicom.diffusion import diffusion_of
+from medipy.io.dicom.frames import frame_headers, frame_layout
+
+__all__ = ["SliceRecord", "dataset_records", "record_from_frame"]
+
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SliceRecord:
+    """Header attributes of one slice: one single-frame image, one frame, or one mosaic tile.
+
+    Attributes are those of PS3.3 with the same names in snake case; ``None`` where absent or invalid.
+    ``frame`` is the index of the frame (multi-frame objects) or tile (mosaics) in the file, ``None`` for a
+    single-frame image. ``pixel_offset``/``pixel_length`` locate native (uncompressed, not deflated) Pixel
+    Data in the file, so that pixels can be read without parsing the header again.
+    """
+
+    path: str | None = None
+    frame: int | None = None
+    number_of_frames: int = 1
+    mosaic_tiles: int | None = None  # tiles per side of a Siemens mosaic
+    sop_instance_uid: str = ""
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
+    patient_id: str = ""
+    modality: str = ""
+    series_number: int | None = None
+    series_description: str = ""
+    protocol_name: str = ""
+    instance_number: int | None = None
+    acquisition_number: int | None = None
+    rows: int = 0
+    columns: int = 0
+    samples_per_pixel: int = 1
+    photometric_interpretation: str = ""
+    bits_allocated: int = 0
+    bits_stored: int = 0
+    pixel_representation: int = 0
+    pixel_spacing: tuple[float, float] | None = None
+    orientation: tuple[float, float, float, float, float, float] | None = None
+    position: tuple[float, float, float] | None = None
+    slice_thickness: float | None = None
+    spacing_between_slices: float | None = None
+    gantry_tilt: float | None = None
+    echo_number: int | None = None
+    echo_time: float | None = None
+    temporal_position: int | None = None
+    trigger_time: float | None = None
+    acquisition_time: str = ""
+    frame_type: str = ""
+    b_value: float | None = None
+    gradient: tuple[float, float, float] | None = None
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    transfer_syntax: str = ""
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+
+    def replace(self, **changes: Any) -> SliceRecord:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        value = value[0] if len(value) else None
+    try:
+        return None if value in (None, "") else int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _float(ds: Dataset, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        value = value[0] if len(value) else None
+    try:
+        out = None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out is not None and math.isfinite(out) else None
+
+
+def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+    """n finite floats, else None (absent, wrong count, NaN or absurd values are treated as missing)."""
+    value = ds.get(keyword)
+    if value is None or isinstance(value, str | bytes):
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(out) != n or not all(math.isfinite(v) and abs(v) < 1e7 for v in out):
+        return None
+    return out
+
+
+def _orientation(ds: Dataset) -> tuple[float, float, float, float, float, float] | None:
+    values = _floats(ds, "ImageOrientationPatient", 6)
+    if values is None:
+        return None
+    row, col = values[:3], values[3:]
+    norm_r = math.sqrt(sum(v * v for v in row))
+    norm_c = math.sqrt(sum(v * v for v in col))
+    if not (0.9 < norm_r < 1.1 and 0.9 < norm_c < 1.1):
+        return None
+    if abs(sum(a * b for a, b in zip(row, col, strict=True))) > 0.05:  # not orthogonal
+        return None
+    return tuple(v / norm_r for v in row) + tuple(v / norm_c for v in col)  # type: ignore[return-value]
+
+
+def record_from_frame(
+    ds: Dataset,
+    *,
+    path: str | None = None,
+    frame: int | None = None,
+    number_of_frames: int = 1,
+    mosaic_tiles: int | None = None,
+    transfer_syntax: str = "",
+    pixel_offset: int | None = None,
+    pixel_length: int | None = None,
+) -> SliceRecord:
+    """Build the record of one slice from its (frame-normalised) header.
+
+    Parameters
+    ----------
+    ds
+        The header of one slice: a single-frame dataset, or one frame of a multi-frame object or one tile
+        of a mosaic as made by :func:`medipy.io.dicom.frames.frame_headers` (functional groups merged).
+    path, frame, number_of_frames, mosaic_tiles
+        Where the slice is: its file, the frame or tile index in that file, the frame count of the file
+        and the tiles per side of a mosaic.
+    transfer_syntax, pixel_offset, pixel_length
+        How its pixels are stored in the file.
+
+    Returns
+    -------
+    SliceRecord
+    """
+    spacing = _floats(ds, "PixelSpacing", 2) or _floats(ds, "ImagerPixelSpacing", 2)
+    if spacing is not None and not all(v > 0 for v in spacing):
+        spacing = None
+    slope = _float(ds, "RescaleSlope")
+    intercept = _float(ds, "RescaleIntercept")
+    b_value, gradient = diffusion_of(ds)
+    frame_type = _text(ds, "FrameType") or _text(ds, "ImageType")
+    return SliceRecord(
+        path=path,
+        frame=frame,
+        number_of_frames=number_of_frames,
+        mosaic_tiles=mosaic_tiles,
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        study_instance_uid=_text(ds, "StudyInstanceUID"),
+        patient_id=_text(ds, "PatientID"),
+        modality=_text(ds, "Modality"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        protocol_name=_text(ds, "ProtocolName"),
+        instance_number=_int(ds, "InstanceNumber"),
+        acquisition_number=_int(ds, "AcquisitionNumber"),
+        rows=_int(ds, "Rows") or 0,
+        columns=_int(ds, "Columns") or 0,
+        samples_per_pixel=_int(ds, "SamplesPerPixel") or 1,
+        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+        bits_allocated=_int(ds, "BitsAllocated") or 0,
+        bits_stored=_int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 0,
+        pixel_representation=_int(ds, "PixelRepresentation") or 0,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        orientation=_orientation(ds),
+        position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+        slice_thickness=_float(ds, "SliceThickness"),
+        spacing_between_slices=_float(ds, "SpacingBetweenSlices"),
+        gantry_tilt=_float(ds, "GantryDetectorTilt"),
+        echo_number=_int(ds, "EchoNumbers"),
+        echo_time=_float(ds, "EchoTime") if "EchoTime" in ds else _float(ds, "EffectiveEchoTime"),
+        temporal_position=(
+            _int(ds, "TemporalPositionIdentifier")
+            if "TemporalPositionIdentifier" in ds
+            else _int(ds, "TemporalPositionIndex")
+        ),
+        trigger_time=_float(ds, "TriggerTime"),
+        acquisition_time=_text(ds, "AcquisitionTime") or _text(ds, "FrameAcquisitionDateTime"),
+        frame_type=frame_type,
+        b_value=b_value,
+        gradient=gradient,
+        rescale_slope=1.0 if slope is None or slope == 0 else slope,
+        rescale_intercept=0.0 if intercept is None else intercept,
+        transfer_syntax=transfer_syntax,
+        pixel_offset=pixel_offset,
+        pixel_length=pixel_length,
+    )
+
+
+def _pixel_location(ds: Dataset, transfer_syntax: str) -> tuple[int | None, int | None]:
+    """Byte offset and length of native Pixel Data in the file it was read from, when known."""
+    if transfer_syntax not in _NATIVE or 0x7FE00010 not in ds:
+        return None, None
+    element = ds.get_item(0x7FE00010)
+    tell = getattr(element, "value_tell", None)
+    length = getattr(element, "length", None)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        return None, None
+    return int(tell), int(length)
+
+
+def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Dataset], list[SliceRecord]]:
+    """The frame headers of a dataset and the record of each (see :mod:`medipy.io.dicom.frames`).
+
+    Parameters
+    ----------
+    ds
+        An image dataset, full or read without (or with deferred) Pixel Data.
+    path
+        Its file (defaults to the dataset's ``path`` or ``filename``).
+
+    Returns
+    -------
+    (headers, records)
+        One header and one record per slice, in the same order.
+    """
+    if path is None:
+        path = getattr(ds, "path", None) or (ds.filename if isinstance(getattr(ds, "filename", None), str) else None)
+    source = getattr(ds, "source", None)
+    holder = ds if source is None else source  # the dataset that holds the pixels
+    file_meta = getattr(holder, "file_meta", None)
+    syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    if not syntax and getattr(holder, "_read_implicit", None) is not None:
+        # no meta: the encoding pydicom read it with stands for the transfer syntax
+        syntax = "1.2.840.10008.1.2" if holder._read_implicit else (
+            "1.2.840.10008.1.2.1" if holder._read_little else "1.2.840.10008.1.2.2")
+    layout = frame_layout(holder)
+    headers = frame_headers(ds, layout) if source is None else [ds]  # a frame header is already split
+    offset, length = _pixel_location(holder, syntax)
+    frames = layout.count if layout.kind not in ("single", "mosaic") else 1
+    records = [
+        record_from_frame(
+            header,
+            path=path,
+            frame=getattr(header, "frame", None),
+            number_of_frames=frames,
+            mosaic_tiles=layout.mosaic_tiles,
+            transfer_syntax=syntax,
+            pixel_offset=offset,
+            pixel_length=length,
+        )
+        for header in headers
+    ]
+    return headers, records
