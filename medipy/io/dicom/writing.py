@@ -8,6 +8,7 @@ appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -42,7 +43,8 @@ IMPLEMENTATION_VERSION_NAME = f"MEDIPY_{medipy.__version__}"[:16]
 UTF8_CHARSET = "ISO_IR 192"
 
 _TEXT_VRS = frozenset({VR.SH, VR.LO, VR.ST, VR.LT, VR.UC, VR.UT})
-_TEXT_DELIMITERS = {"\\", "\r", "\n", "\t", "\x0c"}  # where a code extension may switch back (PS3.5 6.1.2.5.3)
+# where a code extension switches back to the default repertoire (PS3.5 6.1.2.5.3)
+_TEXT_DELIMITERS = {"\\", "\r", "\n", "\t", "\x0c"}
 _SWAP_WIDTH = {VR.OW: 2, VR.OF: 4, VR.OL: 4, VR.OD: 8, VR.OV: 8}
 _CHARSET_TAG = 0x00080005
 
@@ -203,13 +205,12 @@ def _write_atomically(dataset: Dataset, target: Path) -> None:
             os.fsync(fp.fileno())
         os.replace(temporary, target)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
-        except FileNotFoundError:
-            pass
         if not isinstance(exc, Exception):
             raise
-        raise DicomError(f"cannot be written ({type(exc).__name__}: {exc}); nothing was written", target) from exc
+        raise DicomError(f"cannot be written ({type(exc).__name__}: {exc}); nothing was written",
+                         target) from exc
     _fsync_folder(target.parent)
 
 
