@@ -1,0 +1,196 @@
+"""medipy.io.dicom.reading.read on the real corpus: odd-but-valid files read, broken and non-DICOM files fail
+with the specific medipy error, never a bare pydicom/struct/EOF error."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
+
+from medipy.errors import BrokenDicomError, NotDicomError
+from medipy.io.dicom.dataset import DataSet
+from medipy.io.dicom.reading import read
+
+PYDICOM = "pydicom/test_files"
+XA30_GZ = "derived_broken/2001001_1.3.12.2.1107.5.2.43.67093.30000023011319484937100000267.dcm.gz"
+
+# (file, what the message says it looks like)
+NOT_DICOM = [
+    ("derived_broken/empty.dcm", "empty"),
+    ("derived_broken/preamble_only.dcm", "only the 128-byte preamble"),
+    ("derived_broken/text_named.dcm", "a text file"),
+    ("derived_broken/nifti_named.dcm", "NIfTI-1"),
+    ("derived_broken/DICOMDIR", "JSON"),
+    (XA30_GZ, "gzip"),
+    (f"{PYDICOM}/zipMR.gz", "gzip"),
+    (f"{PYDICOM}/README.txt", "a text file"),
+    (f"{PYDICOM}/test1.json", "JSON"),
+    (f"{PYDICOM}/crayons.icc", "ICC"),
+    (f"{PYDICOM}/rtplan.dump", "a text file"),
+    ("nibabel_nicom/siemens_dwi_0.dcm.gz", "gzip"),
+    ("nibabel_nicom/csa2_b0.bin", "unrecognised binary data"),
+    ("dcm_qa_ts/Ref/1.nii", "NIfTI-1"),
+]
+
+# (file, what the message names), all really truncated (pydicom itself reads them silently)
+BROKEN = [
+    ("derived_broken/truncated_in_header.dcm", "(0008,0080) is truncated"),
+    ("derived_broken/truncated_in_pixeldata.dcm", "(7FE0,0010) is truncated"),
+    ("derived_broken/series_with_truncated_slice/IMG0003.dcm", "(7FE0,0010) is truncated"),
+    (f"{PYDICOM}/MR_truncated.dcm", "(7FE0,0010) is truncated"),
+    (f"{PYDICOM}/rtplan_truncated.dcm", "(300A,00B0) is truncated"),
+    ("pydicom_data/emri_small_jpeg_2k_lossless_too_short.dcm", "sequence delimiter"),
+]
+
+# (file, PatientName, Rows, SOPInstanceUID): odd but valid files
+GOOD = [
+    ("derived_broken/no_preamble_meta_kept.dcm", "Anonymous", 38, None),
+    ("derived_broken/no_preamble_no_meta.dcm", "Anonymous", 38, None),
+    ("derived_broken/series_with_truncated_slice/IMG0001.dcm", "Anonymous", 38, None),
+    ("derived_broken/series_with_truncated_slice/IMG0002.dcm", "Anonymous", 38, None),
+    ("derived_broken/series_with_missing_slice/001.dcm", "dicom2nifti", 64, None),
+    ("derived_broken/series_with_missing_slice/003.dcm", "dicom2nifti", 64, None),
+    ("derived_broken/series_with_missing_slice/004.dcm", "dicom2nifti", 64, None),
+    (f"{PYDICOM}/no_meta.dcm", "CompressedSamples^CT1", 128,
+     "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"),  # one stray byte before the dataset
+    (f"{PYDICOM}/ExplVR_LitEndNoMeta.dcm", None, None, "1.2.333.4444.5.6.7.8"),
+    (f"{PYDICOM}/ExplVR_BigEndNoMeta.dcm", None, None, "1.2.333.4444.5.6.7.8"),
+    (f"{PYDICOM}/meta_missing_tsyntax.dcm", None, None, None),
+    (f"{PYDICOM}/no_meta_group_length.dcm", None, None, None),
+    (f"{PYDICOM}/image_dfl.dcm", "^^^^", 512, "1.3.6.1.4.1.5962.1.1.0.0.0.977067309.6001.0"),
+    (f"{PYDICOM}/MR_small_bigendian.dcm", "CompressedSamples^MR1", 64,
+     "1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"),
+    (f"{PYDICOM}/ExplVR_BigEnd.dcm", "Anonymized", 60, "1.2.840.1136190195280574824680000700.3.0.1.19970424140438"),
+    (f"{PYDICOM}/badVR.dcm", "Lastname^Firstname", 10, "1.9.999.999.99.9.9999.9999.20030818153516"),
+    (f"{PYDICOM}/JPEG2000-embedded-sequence-delimiter.dcm", "CompressedSamples^NM1", 1024,
+     "1.3.6.1.4.1.5962.1.1.8.1.3.20040826185059.5457"),
+    (f"{PYDICOM}/UN_sequence.dcm", None, None, None),
+    (f"{PYDICOM}/empty_charset_LEI.dcm", None, None, None),
+    ("pydicom_data/bad_sequence.dcm", "2e2884fea560", 512, None),
+]
+
+
+@pytest.mark.parametrize(("name", "looks_like"), NOT_DICOM)
+def test_not_dicom(testdata: Path, name: str, looks_like: str) -> None:
+    path = testdata / name
+    with pytest.raises(NotDicomError) as info:
+        read(path)
+    assert type(info.value) is NotDicomError
+    assert str(path) in str(info.value)
+    assert info.value.path == str(path)
+    assert looks_like in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "where"), BROKEN)
+def test_broken(testdata: Path, name: str, where: str) -> None:
+    path = testdata / name
+    with pytest.raises(BrokenDicomError) as info:
+        read(path)
+    assert type(info.value) is BrokenDicomError
+    assert str(path) in str(info.value)
+    assert where in str(info.value)
+    assert info.value.__cause__ is not None or "truncated" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "rows"), [
+    ("derived_broken/truncated_in_pixeldata.dcm", 512),
+    (f"{PYDICOM}/MR_truncated.dcm", 64),
+    ("pydicom_data/emri_small_jpeg_2k_lossless_too_short.dcm", 64),
+])
+def test_truncated_pixel_data_reads_without_pixels(testdata: Path, name: str, rows: int) -> None:
+    ds = read(testdata / name, stop_before_pixels=True)
+    assert ds.Rows == rows
+    assert "PixelData" not in ds
+
+
+def test_truncated_header_is_broken_even_without_pixels(testdata: Path) -> None:
+    with pytest.raises(BrokenDicomError):
+        read(testdata / "derived_broken/truncated_in_header.dcm", stop_before_pixels=True)
+
+
+@pytest.mark.parametrize(("name", "patient_name", "rows", "sop_instance_uid"), GOOD)
+def test_odd_but_valid(testdata: Path, name: str, patient_name: str | None, rows: int | None,
+                       sop_instance_uid: str | None) -> None:
+    path = testdata / name
+    ds = read(path)
+    assert isinstance(ds, DataSet)
+    assert ds.path == str(path)
+    assert (None if "PatientName" not in ds else str(ds.PatientName)) == patient_name
+    assert ds.get("Rows") == rows
+    if sop_instance_uid is not None:
+        assert ds.SOPInstanceUID == sop_instance_uid
+    assert len(ds) > 0
+
+
+def test_big_endian_pixels_equal_little_endian(testdata: Path) -> None:
+    big = read(testdata / PYDICOM / "MR_small_bigendian.dcm")
+    little = read(testdata / PYDICOM / "MR_small.dcm")
+    assert big.transfer_syntax == ExplicitVRBigEndian
+    np.testing.assert_array_equal(big.pixel_array, little.pixel_array)
+
+
+def test_deflate(testdata: Path) -> None:
+    ds = read(testdata / PYDICOM / "image_dfl.dcm")
+    assert ds.transfer_syntax == DeflatedExplicitVRLittleEndian
+    assert ds.pixel_array.shape == (512, 512)
+
+
+def test_file_meta_and_preamble_kept(testdata: Path) -> None:
+    ds = read(testdata / PYDICOM / "CT_small.dcm")
+    assert ds.preamble[:4] == b"II*\x00"  # this file's preamble is a TIFF header
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.PatientName == "CompressedSamples^CT1"
+
+
+def test_no_preamble_has_no_preamble(testdata: Path) -> None:
+    ds = read(testdata / "derived_broken/no_preamble_meta_kept.dcm")
+    assert getattr(ds, "preamble", None) is None
+    assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+
+
+@pytest.mark.parametrize("number", range(2, 10))
+def test_every_transfer_syntax_decodes_identically(testdata: Path, number: int) -> None:
+    reference = read(testdata / "dcm_qa_ts/In/1.dcm").pixel_array
+    ds = read(testdata / f"dcm_qa_ts/In/{number}.dcm")
+    assert reference.shape == (384, 384)
+    np.testing.assert_array_equal(ds.pixel_array, reference)
+
+
+def test_defer_size_loads_on_access(testdata: Path) -> None:
+    path = testdata / PYDICOM / "CT_small.dcm"
+    deferred = read(path, defer_size=1024)
+    assert deferred.PatientName == "CompressedSamples^CT1"
+    np.testing.assert_array_equal(deferred.pixel_array, read(path).pixel_array)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read(tmp_path / "nothing.dcm")
+
+
+def test_pickle(testdata: Path) -> None:
+    ds = read(testdata / PYDICOM / "MR_small.dcm")
+    back = pickle.loads(pickle.dumps(ds))
+    assert back.path == ds.path
+    assert back.PatientName == ds.PatientName
+    np.testing.assert_array_equal(back.pixel_array, ds.pixel_array)
+
+
+@pytest.mark.parametrize("source", ["dcmqi/23x38x3/image/IMG0001.dcm", f"{PYDICOM}/rtplan.dcm",
+                                    f"{PYDICOM}/MR_small_bigendian.dcm", f"{PYDICOM}/image_dfl.dcm"])
+def test_any_truncation_gives_a_medipy_error(testdata: Path, tmp_path: Path, source: str) -> None:
+    """Cut a real file at many places: it reads (cut between elements is undetectable) or fails with
+    NotDicomError/BrokenDicomError, never another exception."""
+    data = (testdata / source).read_bytes()
+    failures = 0
+    for cut in range(0, len(data), max(1, len(data) // 60)):
+        path = tmp_path / f"cut_{cut}.dcm"
+        path.write_bytes(data[:cut])
+        try:
+            read(path)
+        except (NotDicomError, BrokenDicomError):
+            failures += 1
+    assert failures > 0
