@@ -57,3 +57,9 @@ def world_mismatch(image, nifti_path, volume: int | None = None) -> tuple[float,
     assert np.all((nearest >= 0) & (nearest < np.array(ref.shape))), "voxels map outside the reference"
     values = ref[nearest[:, 0], nearest[:, 1], nearest[:, 2]]
     return float(np.abs(ijk - nearest).max()), float(np.abs(values - data.reshape(-1)).max())
+
+
+@pytest.fixture(scope="session")
+def nifti_mismatch():
+    """The :func:`world_mismatch` comparison, as a fixture (test modules cannot import conftest)."""
+    return world_mismatch

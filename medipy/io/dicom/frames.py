@@ -20,6 +20,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
@@ -115,6 +117,15 @@ def _merge(target: Dataset, groups: Dataset | None) -> None:
                 target[element.tag] = element
 
 
+def _set(target: Dataset, keyword: str, value: object) -> None:
+    """Set an element with a NEW DataElement: frame headers share element objects with their source,
+    which must never be modified through them."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    target[tag] = DataElement(tag, dictionary_VR(tag), value)
+
+
 def _normal(orientation: list[float]) -> np.ndarray:
     return np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
 
@@ -122,7 +133,7 @@ def _normal(orientation: list[float]) -> np.ndarray:
 def _set_positions(frames: list[DataSet], first: list[float], step: np.ndarray, offsets: list[float]) -> None:
     origin = np.asarray(first, dtype=float)
     for frame, offset in zip(frames, offsets, strict=True):
-        frame.ImagePositionPatient = [float(f"{v:.6f}") for v in origin + offset * step]
+        _set(frame, "ImagePositionPatient", [float(f"{v:.6f}") for v in origin + offset * step])
 
 
 def frame_headers(ds: Dataset, layout: FrameLayout | None = None) -> list[DataSet]:
@@ -165,7 +176,7 @@ def frame_headers(ds: Dataset, layout: FrameLayout | None = None) -> list[DataSe
             if "DiffusionGradientDirectionSequence" in frame and "DiffusionGradientOrientation" not in frame:
                 items = frame.DiffusionGradientDirectionSequence
                 if items and "DiffusionGradientOrientation" in items[0]:
-                    frame.DiffusionGradientOrientation = items[0].DiffusionGradientOrientation
+                    _set(frame, "DiffusionGradientOrientation", items[0].DiffusionGradientOrientation)
     elif layout.kind == "mosaic":
         _mosaic_geometry(ds, frames, layout)
     elif layout.kind == "nm":
@@ -178,7 +189,7 @@ def frame_headers(ds: Dataset, layout: FrameLayout | None = None) -> list[DataSe
             relative = offsets if offsets[0] == 0 else [v - offsets[0] for v in offsets]
             _set_positions(frames, list(position), _normal(list(orientation)), relative)
     for frame in frames:
-        frame.NumberOfFrames = 1
+        _set(frame, "NumberOfFrames", 1)
     return frames
 
 
@@ -196,7 +207,8 @@ def _mosaic_geometry(ds: Dataset, frames: list[DataSet], layout: FrameLayout) ->
     position = ds.get("ImagePositionPatient")
     spacing = ds.get("PixelSpacing")
     for frame in frames:
-        frame.Rows, frame.Columns = rows, columns
+        _set(frame, "Rows", rows)
+        _set(frame, "Columns", columns)
     if orientation is None or position is None or spacing is None:
         return
     row_dir = np.asarray(orientation[:3], float)
@@ -226,7 +238,7 @@ def _nm_geometry(ds: Dataset, frames: list[DataSet]) -> None:
     if orientation is None or position is None:
         return
     for frame in frames:
-        frame.ImageOrientationPatient = list(orientation)
+        _set(frame, "ImageOrientationPatient", list(orientation))
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "RECON TOMO" not in " ".join(image_type) and "RECON GATED TOMO" not in " ".join(image_type):
         return  # planar frames (static, dynamic, whole body): no 3D positions

@@ -169,6 +169,8 @@ def record_from_frame(
     if spacing is not None and not all(v > 0 for v in spacing):
         spacing = None
     slope = _float(ds, "RescaleSlope")
+    if slope is None and "DoseGridScaling" in ds:  # RT Dose: stored value x Dose Grid Scaling = dose (Gy)
+        slope = _float(ds, "DoseGridScaling")
     intercept = _float(ds, "RescaleIntercept")
     b_value, gradient = diffusion_of(ds)
     frame_type = _text(ds, "FrameType") or _text(ds, "ImageType")
