@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 from pydicom.dataset import Dataset
 
@@ -30,13 +31,13 @@ _LEAF_LEVEL = 3
 _ITEM_ATTRIBUTES = ("_parent_encoding", "seq_item_tell", "file_tell", "is_undefined_length_sequence_item")
 
 
-def link_records(dicomdir: DataSet) -> list[DataSet]:
+def link_records(dicomdir: Dataset) -> list[DataSet]:
     """Turn the Directory Record Sequence items of ``dicomdir`` into linked DataSets, in place.
 
     Parameters
     ----------
     dicomdir
-        A DICOMDIR as read by pydicom and wrapped into a DataSet (its ``path`` is set).
+        A DICOMDIR: a DataSet (its ``path`` is given to the records) or a pydicom dataset (its ``filename``).
 
     Returns
     -------
@@ -51,13 +52,15 @@ def link_records(dicomdir: DataSet) -> list[DataSet]:
     ['PATIENT', 'PATIENT', 'PATIENT']
     """
     sequence = dicomdir.get("DirectoryRecordSequence") or []
+    path = getattr(dicomdir, "path", None) or getattr(dicomdir, "filename", None)
+    path = path if isinstance(path, str) else None
     records = []
     for index, item in enumerate(sequence):
         record = item if isinstance(item, DataSet) else DataSet(item)
         for attribute in _ITEM_ATTRIBUTES:
             if attribute in item.__dict__:
                 record.__dict__[attribute] = item.__dict__[attribute]
-        record.path = dicomdir.path
+        record.path = path
         record.children = []
         record.parent = None
         records.append(record)
@@ -66,7 +69,7 @@ def link_records(dicomdir: DataSet) -> list[DataSet]:
     roots = _link_by_offsets(dicomdir, records)
     if roots is None:
         logger.info("%s: record offsets absent or inconsistent, hierarchy built from record order and levels",
-                    dicomdir.path)
+                    path)
         roots = _link_by_order(records)
     dicomdir.children = roots
     return roots
@@ -143,20 +146,21 @@ def _link_by_order(records: list[DataSet]) -> list[DataSet]:
     return roots
 
 
-def _walk(records: Iterable[DataSet]) -> Iterator[DataSet]:
+def _walk(records: Iterable[Dataset]) -> Iterator[Dataset]:
     """The records and their descendants, depth first, in record order."""
     for record in records:
         yield record
-        yield from _walk(record.children)
+        yield from _walk(getattr(record, "children", None) or [])
 
 
-def series_records(dicomdir: DataSet) -> list[DataSet]:
+def series_records(dicomdir: Dataset) -> list[DataSet]:
     """The SERIES records of a DICOMDIR, in hierarchy order (patient, study, series).
 
     Parameters
     ----------
     dicomdir
-        A DICOMDIR DataSet returned by :func:`medipy.io.dicom.reading.read`.
+        A DICOMDIR DataSet returned by :func:`medipy.io.dicom.reading.read` (a pydicom dataset is linked
+        first, see :func:`link_records`).
 
     Returns
     -------
@@ -168,14 +172,30 @@ def series_records(dicomdir: DataSet) -> list[DataSet]:
     >>> [len(s.children) for s in series_records(read("DICOMDIR"))]  # doctest: +SKIP
     [1, 1, 1, 3, ...]
     """
-    roots = dicomdir.children if dicomdir.children else link_records(dicomdir)
-    return [record for record in _walk(roots)
+    roots = getattr(dicomdir, "children", None) or link_records(dicomdir)
+    return [cast(DataSet, record) for record in _walk(roots)
             if str(record.get("DirectoryRecordType", "")).strip().upper() == "SERIES"]
 
 
-def record_study_uid(record: DataSet) -> str | None:
-    """The Study Instance UID of a record's STUDY (the record itself or an ancestor), or None."""
-    current: DataSet | None = record
+def record_study_uid(record: Dataset) -> str | None:
+    """The Study Instance UID of a record's STUDY (the record itself or an ancestor), or None.
+
+    Parameters
+    ----------
+    record
+        A directory record linked by :func:`link_records` (it knows its ``parent``).
+
+    Returns
+    -------
+    str or None
+        The Study Instance UID (0020,000D) of the first STUDY record up the hierarchy.
+
+    Examples
+    --------
+    >>> record_study_uid(series_records(read("DICOMDIR"))[0])  # doctest: +SKIP
+    '1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1'
+    """
+    current: Dataset | None = record
     while current is not None:
         if str(current.get("DirectoryRecordType", "")).strip().upper() == "STUDY":
             uid = current.get("StudyInstanceUID")
@@ -264,7 +284,7 @@ def resolve_referenced_file(dicomdir_path: str | os.PathLike[str], file_id: str 
     return current
 
 
-def _describe_record(record: DataSet) -> str:
+def _describe_record(record: Dataset) -> str:
     kind = str(record.get("DirectoryRecordType", "?")).strip()
     offset = record.__dict__.get("seq_item_tell")
     return f"{kind} record" + ("" if offset is None else f" at offset {offset}")
@@ -309,13 +329,14 @@ def load_dicomdir_records(datasets: Iterable[DataSet]) -> list[DataSet]:
         file_id = record.get("ReferencedFileID")
         if not file_id:
             continue
-        if record.path is None:
+        dicomdir_path = getattr(record, "path", None)
+        if dicomdir_path is None:
             raise DicomError(f"the {_describe_record(record)} does not know its DICOMDIR (path is None); "
                              "read the DICOMDIR with medipy.io.dicom.read")
         try:
-            file = resolve_referenced_file(record.path, file_id)
+            file = resolve_referenced_file(dicomdir_path, file_id)
         except (MissingReferencedFileError, UnsafePathError) as exc:
-            raise type(exc)(f"{_describe_record(record)}: {exc.reason}", record.path) from exc
+            raise type(exc)(f"{_describe_record(record)}: {exc.reason}", dicomdir_path) from exc
         key = file.resolve()
         if key in seen:
             continue

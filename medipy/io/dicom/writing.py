@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
-from pydicom.valuerep import VR, PersonName
+from pydicom.valuerep import TEXT_VR_DELIMS, VR, PersonName
 
 import medipy
 from medipy.errors import DicomError
@@ -43,9 +43,7 @@ IMPLEMENTATION_VERSION_NAME = f"MEDIPY_{medipy.__version__}"[:16]
 UTF8_CHARSET = "ISO_IR 192"
 
 _TEXT_VRS = frozenset({VR.SH, VR.LO, VR.ST, VR.LT, VR.UC, VR.UT})
-# where a code extension switches back to the default repertoire (PS3.5 6.1.2.5.3)
-_TEXT_DELIMITERS = {"\\", "\r", "\n", "\t", "\x0c"}
-_SWAP_WIDTH = {VR.OW: 2, VR.OF: 4, VR.OL: 4, VR.OD: 8, VR.OV: 8}
+_SWAP_WIDTH: dict[str, int] = {VR.OW: 2, VR.OF: 4, VR.OL: 4, VR.OD: 8, VR.OV: 8}
 _CHARSET_TAG = 0x00080005
 
 
@@ -182,7 +180,7 @@ def _decoded_names(value: Any, encodings: list[str]) -> Any:
 
 def _decoded_texts(value: Any, encodings: list[str]) -> Any:
     def one(text: Any) -> str:
-        return decode_bytes(text, encodings, _TEXT_DELIMITERS) if isinstance(text, bytes) else str(text)
+        return decode_bytes(text, encodings, TEXT_VR_DELIMS) if isinstance(text, bytes) else str(text)
 
     if isinstance(value, MultiValue | list):
         return [one(text) for text in value]

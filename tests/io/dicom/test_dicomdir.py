@@ -206,3 +206,12 @@ def test_resolve_existing(testdata: Path) -> None:
     assert resolve_referenced_file(dicomdir, ["98892001", "CT5N", "2062"]) == expected
     assert resolve_referenced_file(dicomdir, "98892001\\CT5N\\2062") == expected
     assert resolve_referenced_file(dicomdir.parent, ["98892001", "ct5n", "2062"]) == expected
+
+
+def test_series_records_of_a_pydicom_dataset(testdata: Path) -> None:
+    """A DICOMDIR read by pydicom itself is linked on demand."""
+    path = testdata / DIRTESTS / "DICOMDIR"
+    series = series_records(pydicom.dcmread(path))
+    assert [len(serie.children) for serie in series] == SERIES_SIZES
+    assert {serie.path for serie in series} == {str(path)}
+    assert record_study_uid(series[0]) == series[0].parent.StudyInstanceUID

@@ -250,3 +250,16 @@ def test_overwrite(testdata: Path, tmp_path: Path) -> None:
     write(read(testdata / "pydicom/test_files/MR_small.dcm"), target)
     assert pydicom.dcmread(target).Modality == "MR"
     assert [p.name for p in tmp_path.iterdir()] == ["out.dcm"]
+
+
+def test_text_bytes_decoded_with_iso2022(testdata: Path, tmp_path: Path) -> None:
+    """A text value still in bytes is decoded with the dataset's code extensions (escape sequences)."""
+    source = pydicom.dcmread(testdata / CHARSETS / "chrH32.dcm")
+    encoded = source.get_item("PatientName").value
+    ds = DataSet()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4.5"
+    ds.SpecificCharacterSet = ["ISO 2022 IR 13", "ISO 2022 IR 87"]
+    ds.add_new("StudyDescription", "LO", encoded)
+    write(ds, tmp_path / "out.dcm")
+    assert pydicom.dcmread(tmp_path / "out.dcm").StudyDescription == PATIENT_NAMES["chrH32.dcm"]
+    assert ds.StudyDescription == encoded
