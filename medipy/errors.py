@@ -15,6 +15,7 @@ __all__ = [
     "MissingReferencedFileError",
     "UnsafePathError",
     "SeveralStacksError",
+    "NotImageError",
     "PixelDecodeError",
     "GeometryError",
     "ConfigError",
@@ -63,6 +64,10 @@ class UnsafePathError(DicomError, ValueError):
 
 class SeveralStacksError(DicomError, ValueError):
     """:func:`medipy.io.dicom.image` was given slices of several stacks."""
+
+
+class NotImageError(DicomError, ValueError):
+    """An image was expected: got a DICOMDIR record or a dataset without pixels."""
 
 
 class PixelDecodeError(DicomError, RuntimeError):

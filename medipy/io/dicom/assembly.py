@@ -12,7 +12,7 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 from medipy.base import Image
-from medipy.errors import DicomError, SeveralStacksError
+from medipy.errors import DicomError, NotImageError, SeveralStacksError
 from medipy.io.dicom.frames import frame_layout
 from medipy.io.dicom.geometry import StackGeometry, stack_geometry
 from medipy.io.dicom.keys import split_stacks
@@ -31,14 +31,14 @@ def slice_records(datasets: Sequence[Dataset]) -> tuple[list[Dataset], list[Slic
 
     Raises
     ------
-    DicomError
+    NotImageError
         When given DICOMDIR directory records instead of image datasets.
     """
     headers: list[Dataset] = []
     records: list[SliceRecord] = []
     for ds in datasets:
         if "DirectoryRecordType" in ds or "DirectoryRecordSequence" in ds:
-            raise DicomError(
+            raise NotImageError(
                 "got DICOMDIR records, not images: call medipy.io.dicom.load_dicomdir_records() on the "
                 "series first",
                 getattr(ds, "path", None),
