@@ -75,7 +75,7 @@ def stack_metadata(headers: Sequence[Dataset]) -> tuple[dict[str, Any], dict[str
     """Public non-sequence attributes shared by all slices, and per-slice lists of those that vary."""
     values: dict[str, list[Any]] = {}
     for index, header in enumerate(headers):
-        for tag in header.keys():
+        for tag in header:
             if tag.is_private or tag in _SKIPPED_TAGS or tag.group == 0x0002:
                 continue
             try:
@@ -113,7 +113,7 @@ def _read_pixels(headers: Sequence[Dataset], records: Sequence[SliceRecord]) -> 
     """Stored values of each slice; a multi-frame or mosaic source is decoded once for all its frames."""
     decoded: dict[int, np.ndarray] = {}
     out = []
-    for header, record in zip(headers, records, strict=True):
+    for header, _record in zip(headers, records, strict=True):
         source = getattr(header, "source", None)
         if source is None:
             out.append(decode(header))

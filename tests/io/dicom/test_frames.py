@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from pydicom import examples
 
 import medipy.io.dicom
@@ -29,7 +28,8 @@ def test_mosaic_frame_pixel_array_is_one_tile(testdata):
     stack = medipy.io.dicom.stacks([ds])[0]
     assert len(stack) == 35
     tile = stack[0]
-    assert tile.source is ds and tile.pixel_array.shape == (64, 64)
+    assert tile.source is ds
+    assert tile.pixel_array.shape == (64, 64)
     r, c = divmod(tile.frame, 6)
     np.testing.assert_array_equal(tile.pixel_array, mosaic[r * 64:(r + 1) * 64, c * 64:(c + 1) * 64])
 
@@ -45,7 +45,8 @@ def test_enhanced_frames_merge_functional_groups(testdata):
         assert list(frame.ImagePositionPatient) == list(expected.PlanePositionSequence[0].ImagePositionPatient)
         assert float(frame.RescaleSlope) == float(expected.PixelValueTransformationSequence[0].RescaleSlope)
         assert list(frame.FrameType) == list(expected.MRImageFrameTypeSequence[0].FrameType)
-        assert frame.frame == index and int(frame.NumberOfFrames) == 1
+        assert frame.frame == index
+        assert int(frame.NumberOfFrames) == 1
         np.testing.assert_array_equal(frame.pixel_array, ds.pixel_array[index])
     assert "PerFrameFunctionalGroupsSequence" not in headers[0]
     assert int(ds.NumberOfFrames) == 64

@@ -31,7 +31,8 @@ def test_geometry_of_an_even_axial_stack():
     np.testing.assert_allclose(geometry.origin, [0.0, -20.0, -10.0])  # (z, y, x)
     np.testing.assert_allclose(geometry.spacing, [2.5, 0.5, 0.6])
     np.testing.assert_allclose(geometry.direction, np.eye(3), atol=1e-12)
-    assert geometry.warnings == () and geometry.gantry_tilt == 0
+    assert geometry.warnings == ()
+    assert geometry.gantry_tilt == 0
     affine = geometry.lps_affine()
     np.testing.assert_allclose(affine @ [3, 1, 2, 1], [-10 + 2 * 0.6, -20 + 0.5, 7.5, 1])
 

@@ -21,7 +21,9 @@ def test_corrupt_jpeg2000_names_file_syntax_and_plugin(testdata, tmp_path):
     with pytest.raises(PixelDecodeError) as info:
         medipy.io.dicom.image([dataset])
     message = str(info.value)
-    assert str(path) in message and "JPEG 2000" in message and "pylibjpeg-openjpeg" in message
+    assert str(path) in message
+    assert "JPEG 2000" in message
+    assert "pylibjpeg-openjpeg" in message
 
 
 def test_missing_middle_slice_is_reported(testdata):
