@@ -75,7 +75,7 @@ def stack_metadata(headers: Sequence[Dataset]) -> tuple[dict[str, Any], dict[str
     """Public non-sequence attributes shared by all slices, and per-slice lists of those that vary."""
     values: dict[str, list[Any]] = {}
     for index, header in enumerate(headers):
-        for tag in header:
+        for tag in header.keys():
             if tag.is_private or tag in _SKIPPED_TAGS or tag.group == 0x0002:
                 continue
             try:

@@ -102,7 +102,7 @@ def frame_layout(ds: Dataset) -> FrameLayout:
 
 def _base_elements(ds: Dataset) -> dict:
     """The top-level elements, without pixels and functional groups (raw elements stay raw: lazy)."""
-    return {tag: ds.get_item(tag) for tag in ds if tag not in _DROPPED}
+    return {tag: ds.get_item(tag) for tag in ds.keys() if tag not in _DROPPED}
 
 
 def _merge(target: Dataset, groups: Dataset | None) -> None:
