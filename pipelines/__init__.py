@@ -1,0 +1,1 @@
+"""Runnable pipelines of medipy (installed as ``medipy.pipelines``)."""
