@@ -44,8 +44,8 @@ class Image:
     def __init__(
         self,
         data: Any,
-        origin: Sequence[float] | None = None,
-        spacing: Sequence[float] | None = None,
+        origin: Sequence[float] | np.ndarray | None = None,
+        spacing: Sequence[float] | np.ndarray | None = None,
         direction: Any = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:

@@ -260,7 +260,7 @@ def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Datas
         syntax = "1.2.840.10008.1.2" if holder._read_implicit else (
             "1.2.840.10008.1.2.1" if holder._read_little else "1.2.840.10008.1.2.2")
     layout = frame_layout(holder)
-    headers = frame_headers(ds, layout) if source is None else [ds]  # a frame header is already split
+    headers: list[Dataset] = list(frame_headers(ds, layout)) if source is None else [ds]  # frames: split already
     offset, length = _pixel_location(holder, syntax)
     frames = layout.count if layout.kind not in ("single", "mosaic") else 1
     records = [
