@@ -19,6 +19,7 @@ __all__ = [
     "PixelDecodeError",
     "GeometryError",
     "ConfigError",
+    "ExportError",
 ]
 
 
@@ -80,3 +81,7 @@ class GeometryError(DicomError, ValueError):
 
 class ConfigError(MedipyError, ValueError):
     """A run file or an option is invalid: the message names the key, the file and the fix."""
+
+
+class ExportError(MedipyError, ValueError):
+    """An image cannot be exported as asked (e.g. to NIfTI): the message says why and what to change."""
