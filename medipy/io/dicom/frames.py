@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from medipy.errors import PixelDecodeError
 from medipy.io.dicom.dataset import DataSet
 
 __all__ = ["FrameLayout", "frame_layout", "frame_headers", "mosaic_tile_count"]
@@ -83,8 +85,54 @@ def _number_of_frames(ds: Dataset) -> int:
         return 1
 
 
+def _pixel_bytes(ds: Dataset) -> tuple[int | None, str]:
+    """An upper bound of the bytes of a dataset's pixels: its Pixel Data length, else its file size."""
+    for tag in sorted(_PIXEL_TAGS):
+        if tag in ds:
+            element = ds.get_item(tag)
+            value = element.value
+            if isinstance(value, bytes | bytearray):
+                return len(value), "its Pixel Data holds"
+            length = getattr(element, "length", None)
+            if isinstance(length, int) and length != 0xFFFFFFFF:
+                return length, "its Pixel Data holds"
+    path = getattr(ds, "path", None) or getattr(ds, "filename", None)
+    if isinstance(path, str):
+        try:
+            return os.path.getsize(path), "its file holds"
+        except OSError:
+            return None, ""
+    return None, ""
+
+
+def _check_count(ds: Dataset, layout: FrameLayout) -> FrameLayout:
+    """Refuse a frame or tile count that the pixels cannot hold (each slice needs at least one byte)."""
+    if layout.count <= 1:
+        return layout
+    available, holder = _pixel_bytes(ds)
+    if available is not None and layout.count > available:
+        what = "Siemens mosaic tile count" if layout.kind == "mosaic" else "Number of Frames (0028,0008)"
+        raise PixelDecodeError(
+            f"{what} is {layout.count} but {holder} only {available} bytes: the header is corrupt; "
+            "re-export the file",
+            getattr(ds, "path", None) or getattr(ds, "filename", None),
+        )
+    return layout
+
+
 def frame_layout(ds: Dataset) -> FrameLayout:
-    """Classify how a dataset stores its slices (see module docstring)."""
+    """Classify how a dataset stores its slices (see module docstring).
+
+    Raises
+    ------
+    PixelDecodeError
+        The frame (or mosaic tile) count is larger than the bytes of Pixel Data (or of the file, when the
+        dataset was read without pixels): a corrupt header, refused before one header per frame is made.
+    """
+    return _check_count(ds, _layout(ds))
+
+
+def _layout(ds: Dataset) -> FrameLayout:
     frames = _number_of_frames(ds)
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         return FrameLayout("enhanced", frames)

@@ -82,6 +82,8 @@ def decode(ds: Dataset, index: int | None = None, *, path: str | None = None) ->
     syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise PixelDecodeError("the dataset has no Pixel Data (7FE0,0010)", where)
+    if syntax in _NATIVE or syntax == _DEFLATED or not syntax:
+        _check_native_length(ds, where)
     try:
         from pydicom.pixels import pixel_array
 
@@ -94,6 +96,29 @@ def decode(ds: Dataset, index: int | None = None, *, path: str | None = None) ->
             f"Decoder plugin for this transfer syntax: {_plugin_for(syntax)}",
             where,
         ) from exc
+
+
+def _check_native_length(ds: Dataset, where: Any) -> None:
+    """Refuse native Pixel Data longer than its header says (pydicom would silently drop the excess).
+
+    A shorter one is reported by pydicom's decoder; one padding byte to an even length is allowed.
+    """
+    if "PixelData" not in ds:
+        return
+    try:
+        from pydicom.pixels.utils import get_expected_length
+
+        expected = get_expected_length(ds, "bytes")
+        actual = len(ds.PixelData)
+    except Exception:  # noqa: BLE001 - incomplete pixel module: left to the decoder, which reports it
+        return
+    if actual > expected + expected % 2:
+        raise PixelDecodeError(
+            f"Pixel Data (7FE0,0010) holds {actual} bytes but Rows x Columns x Samples per Pixel x Bits "
+            f"Allocated x Number of Frames make {expected}: the header does not describe the pixels (wrong "
+            "Rows, Columns or Number of Frames?); refusing to guess, re-export the file",
+            where,
+        )
 
 
 def mosaic_tile(mosaic: np.ndarray, tile: int, tiles_per_side: int) -> np.ndarray:
@@ -144,6 +169,14 @@ def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
         raise PixelDecodeError(
             f"Pixel Data holds {record.pixel_length} bytes, fewer than frame {frame} of "
             f"{record.rows}x{record.columns}x{dtype.itemsize} bytes needs",
+            record.path,
+        )
+    total = max(record.number_of_frames, 1) * count * dtype.itemsize
+    if record.pixel_length is not None and record.pixel_length > total + total % 2:
+        raise PixelDecodeError(  # the same refusal as decode(): the header does not describe the pixels
+            f"Pixel Data (7FE0,0010) holds {record.pixel_length} bytes but Rows x Columns x Samples per Pixel x "
+            f"Bits Allocated x Number of Frames make {total}: the header does not describe the pixels (wrong "
+            "Rows, Columns or Number of Frames?); refusing to guess, re-export the file",
             record.path,
         )
     with open(record.path, "rb") as handle:

@@ -92,7 +92,11 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
             source = io.BytesIO(fp.read())
         size, start = size - start, 0
     try:
-        ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        if isinstance(source, str):
+            with _BoundedReader(source) as fp:
+                ds = pydicom.dcmread(fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        else:
+            ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
         _check(ds, name, source, size, start, stop_before_pixels)
     except MedipyError:
         raise
@@ -115,6 +119,26 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
         link_records(out)
     logger.debug("read %s (%d top-level elements)", name, len(out))
     return out
+
+
+class _BoundedReader(io.BufferedReader):
+    """A binary file whose ``read(n)`` never asks for more than the bytes left in the file.
+
+    pydicom reads an element value with ``fp.read(length)`` and a buffered file allocates ``length`` bytes
+    before reading: a declared length of 0xFFFFFFF0 in a 1 KB file would allocate 4 GB. Here the request is
+    cut to what the file holds; the truncation is then reported by :func:`_check`.
+    """
+
+    _SMALL = 1 << 16  # reads below this size are never large allocations: no bound computed
+
+    def __init__(self, name: str) -> None:
+        super().__init__(io.FileIO(name, "rb"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > self._SMALL:
+            size = min(size, max(self._size - self.tell(), 0))
+        return super().read(size)
 
 
 def _is_dicomdir(ds: Dataset) -> bool:
