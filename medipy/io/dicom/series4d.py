@@ -90,8 +90,8 @@ def _per_volume(metadata: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _diffusion_metadata(volumes: Sequence[dict[str, Any]], direction: np.ndarray) -> dict[str, Any] | None:
-    if all(v["b_value"] is None for v in volumes):
-        return None
+    if all(not v["b_value"] and v["gradient_lps"] is None for v in volumes):
+        return None  # no diffusion weighting anywhere (e.g. GE fMRI carries b = 0 in its private tags)
     bvals = [0.0 if v["b_value"] is None else float(v["b_value"]) for v in volumes]
     lps = [[0.0, 0.0, 0.0] if v["gradient_lps"] is None else list(v["gradient_lps"]) for v in volumes]
     # image coordinates: components along the index axes (z, y, x); world vectors are (z, y, x) in medipy
