@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from medipy.errors import ConfigError
 
-__all__ = ["NamingPolicy", "assign_names", "safe_component"]
+__all__ = ["NamingPolicy", "assign_names", "safe_component", "tree_names"]
 
 _INVALID = {
     "portable": re.compile(r"[^A-Za-z0-9._-]"),
@@ -154,7 +154,8 @@ def assign_names(keys: Iterable[tuple[str, object]], policy: NamingPolicy, *,
     fallback
         The name of an empty value.
     suffix
-        Appended to every name (a file extension); names are compared with it, without case.
+        Appended to every name (a file extension), within ``policy.max_length``; names are compared with it,
+        without case.
 
     Returns
     -------
@@ -162,6 +163,8 @@ def assign_names(keys: Iterable[tuple[str, object]], policy: NamingPolicy, *,
         ``key -> name``; no two keys share a name, even without case. Keys are processed in sorted order, so
         the result depends only on the set of pairs, not on their order.
     """
+    if suffix:  # the whole name, suffix included, stays within max_length
+        policy = replace(policy, max_length=policy.max_length - len(suffix))
     values: dict[str, object] = {}
     for key, value in keys:
         values.setdefault(key, value)
@@ -176,3 +179,43 @@ def assign_names(keys: Iterable[tuple[str, object]], policy: NamingPolicy, *,
         used.add((name + suffix).casefold())
         names[key] = name + suffix
     return names
+
+
+def tree_names(entries: Sequence[Sequence[tuple[str, object]]], policy: NamingPolicy, *,
+               suffix: str = "") -> list[tuple[str, ...]]:
+    """The path components of entries of a folder hierarchy, unique within each folder.
+
+    Parameters
+    ----------
+    entries
+        One sequence per entry (e.g. per instance) of ``(key, value)`` pairs, one pair per level, from the top
+        (e.g. Patient ID, Study and Series Instance UIDs with their descriptions, SOP Instance UID).
+    policy
+        The naming policy.
+    suffix
+        Appended to the last component (a file extension).
+
+    Returns
+    -------
+    list of tuple of str
+        The components of each entry, in order. Two entries share a folder at a level if and only if they
+        share the keys of that level and above; names of different keys in one folder differ (see
+        :func:`assign_names`).
+
+    Examples
+    --------
+    >>> tree_names([[("p1", "Doe"), ("s1", "1.2.3")]], NamingPolicy.readable())
+    [('Doe', '1.2.3')]
+    """
+    paths: list[list[str]] = [[] for _ in entries]
+    depth = len(entries[0]) if entries else 0
+    for level in range(depth):
+        folders: dict[tuple[str, ...], list[int]] = {}
+        for index, path in enumerate(paths):
+            folders.setdefault(tuple(path), []).append(index)
+        for members in folders.values():
+            names = assign_names((entries[i][level] for i in members), policy,
+                                 suffix=suffix if level == depth - 1 else "")
+            for i in members:
+                paths[i].append(names[entries[i][level][0]])
+    return [tuple(path) for path in paths]

@@ -25,7 +25,8 @@ written into a scratch folder (pydicom's own ``PT000000/ST000000/...`` layout, h
 IDs are then pointed at our tree, and the File-set is loaded from the output folder and re-written with
 ``use_existing=True`` (pydicom recomputes the record offsets and checks the result by reloading it). A directory
 record needs some Type 1 attributes (Patient ID, Study Date/Time, Study ID, Modality, Series Number, Instance
-Number): a missing one is given a placeholder in the record only (the file is not changed).
+Number; Study and Series Instance UID): a missing one is given a placeholder in the record only (the file is
+not changed; the placeholder UIDs are derived from the folder names, so they are deterministic).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
+from pydicom.multival import MultiValue
+from pydicom.uid import generate_uid
 
-from medipy.engine.naming import NamingPolicy, assign_names
+from medipy.engine.naming import NamingPolicy, tree_names
 from medipy.errors import ConfigError, DicomError, UnsafePathError
 from medipy.io.dicom.reading import read
 from medipy.io.dicom.writing import write
@@ -143,7 +146,10 @@ class WriteReport:
 
 
 def _text(ds: Dataset, *keywords: str) -> str:
-    return " ".join(str(ds.get(keyword) or "").strip() for keyword in keywords).strip()
+    """The values of ``keywords`` as one string (a multi-valued element as DICOM writes it, with ``\\``)."""
+    values = [ds.get(keyword) or "" for keyword in keywords]
+    texts = ("\\".join(map(str, v)) if isinstance(v, MultiValue | list) else str(v) for v in values)
+    return " ".join(text.strip() for text in texts).strip()
 
 
 def _stage_one(item: Any, target: Path, naming: NamingPolicy, order: tuple[int, int]) -> StagedFile:
@@ -209,25 +215,6 @@ def write_partition(items: Iterable[Any], staging_dir: str | os.PathLike[str], p
     return out
 
 
-def _plan(staged: Sequence[StagedFile], naming: NamingPolicy) -> dict[str, tuple[str, str, str, str]]:
-    """SOP Instance UID -> (patient, study, series, instance) names, collisions resolved."""
-    plan: dict[str, list[str]] = {}
-    patients = assign_names(((s.patient[0], s.patient[1]) for s in staged), naming)
-    for s in staged:
-        plan[s.sop_instance_uid] = [patients[s.patient[0]]]
-    levels = (lambda s: s.study, lambda s: s.series, lambda s: (s.sop_instance_uid, s.sop_instance_uid))
-    for depth, level in enumerate(levels):
-        groups: dict[tuple[str, ...], list[StagedFile]] = {}
-        for s in staged:
-            groups.setdefault(tuple(plan[s.sop_instance_uid]), []).append(s)
-        for members in groups.values():
-            suffix = naming.extension if depth == 2 else ""
-            names = assign_names((level(s) for s in members), naming, suffix=suffix)
-            for s in members:
-                plan[s.sop_instance_uid].append(names[level(s)[0]])
-    return {uid: (p[0], p[1], p[2], p[3]) for uid, p in plan.items()}
-
-
 def finalize(records: Iterable[StagedFile | Failure], out_dir: str | os.PathLike[str],
              staging_dir: str | os.PathLike[str], policy: WritePolicy) -> WriteReport:
     """Move the staged files into the tree and write the DICOMDIR (the serial step).
@@ -261,7 +248,8 @@ def finalize(records: Iterable[StagedFile | Failure], out_dir: str | os.PathLike
             (staging / s.staged).unlink(missing_ok=True)
         else:
             first[s.sop_instance_uid] = s
-    plan = _plan(list(first.values()), policy.naming)
+    levels = [(s.patient, s.study, s.series, (uid, uid)) for uid, s in first.items()]
+    plan = dict(zip(first, tree_names(levels, policy.naming, suffix=policy.naming.extension), strict=True))
     written: list[WrittenFile] = []
     for uid, s in first.items():
         relative = "/".join(plan[uid])
@@ -288,8 +276,12 @@ def finalize(records: Iterable[StagedFile | Failure], out_dir: str | os.PathLike
     return WriteReport(os.fspath(out), tuple(written), dups, tuple(failures), dicomdir)
 
 
-def _record_header(path: Path) -> Dataset:
+def _record_header(path: Path, relative: str) -> Dataset:
     header = dcmread(path, stop_before_pixels=True)
+    folders = relative.split("/")
+    for keyword, depth in (("StudyInstanceUID", 2), ("SeriesInstanceUID", 3)):
+        if not header.get(keyword):  # the same placeholder for every instance of the folder
+            setattr(header, keyword, generate_uid(entropy_srcs=["medipy", *folders[:depth]]))
     for keyword, meta_keyword in (("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
                                   ("SOPClassUID", "MediaStorageSOPClassUID")):
         if not header.get(keyword):
@@ -304,13 +296,32 @@ def _write_dicomdir(out: Path, written: Sequence[WrittenFile],
                     policy: WritePolicy) -> tuple[str | None, list[Failure]]:
     """Build ``out/DICOMDIR`` with pydicom's FileSet, its records referencing our tree."""
     fileset = FileSet()
+    try:
+        return _build_dicomdir(fileset, out, written, policy)
+    finally:
+        _discard(fileset)
+
+
+def _discard(fileset: FileSet) -> None:
+    """Remove the staging folder of ``fileset`` now.
+
+    pydicom keeps one TemporaryDirectory per FileSet (re-created by ``clear`` and ``load``) and leaves it to
+    the garbage collector, which then emits a ResourceWarning; there is no public way to close it.
+    """
+    stage = getattr(fileset, "_stage", {}).get("t")
+    if stage is not None:
+        stage.cleanup()
+
+
+def _build_dicomdir(fileset: FileSet, out: Path, written: Sequence[WrittenFile],
+                    policy: WritePolicy) -> tuple[str | None, list[Failure]]:
     fileset.ID = policy.fileset_id
     excluded: list[Failure] = []
     components: dict[str, list[str]] = {}
     for w in written:
         try:
-            fileset.add(_record_header(out / w.path))
-        except (ValueError, KeyError, AttributeError, OSError) as exc:
+            fileset.add(_record_header(out / w.path, w.path))
+        except Exception as exc:  # noqa: BLE001 - the file is written; one bad record never aborts the rest
             excluded.append(Failure(w.path, f"written but not in the DICOMDIR ({exc})"))
             continue
         components[w.sop_instance_uid] = w.path.split("/")
@@ -331,9 +342,12 @@ def _write_dicomdir(out: Path, written: Sequence[WrittenFile],
             os.replace(partial, target)
         directory.filename = os.fspath(target)
         final = FileSet(directory)
-        if not final.is_staged:
-            raise DicomError("pydicom did not stage the DICOMDIR for rewriting", target)
-        final.write(use_existing=True)
+        try:
+            if not final.is_staged:
+                raise DicomError("pydicom did not stage the DICOMDIR for rewriting", target)
+            final.write(use_existing=True)
+        finally:
+            _discard(final)
     except Exception as exc:
         target.unlink(missing_ok=True)
         raise DicomError(f"cannot be written ({type(exc).__name__}: {exc}); the tree itself is complete",
