@@ -1,0 +1,237 @@
+"""Where the engine runs: options (a frozen dataclass, loadable from YAML) and a context manager.
+
+Supported: dask's ``synchronous``, ``threads`` and ``processes`` schedulers (processes: one persistent
+pool for the whole run, tasks handed out one at a time, not batched onto one worker), a
+``distributed`` LocalCluster, an existing scheduler given by ``address``, and dask-jobqueue ``slurm`` /
+``pbs`` clusters. Policy is passed, never global: :func:`open_runner` yields a :class:`Runner` whose
+``compute`` uses its own scheduler without touching ``dask.config`` for the rest of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from medipy.errors import ConfigError
+
+__all__ = ["ClusterOptions", "JobQueueOptions", "Runner", "jobqueue_cluster", "load_cluster_options",
+           "open_runner"]
+
+logger = logging.getLogger(__name__)
+
+LOCAL_KINDS = ("synchronous", "threads", "processes")
+KINDS = (*LOCAL_KINDS, "distributed", "address", "slurm", "pbs")
+
+
+@dataclass(frozen=True)
+class JobQueueOptions:
+    """Parameters of a dask-jobqueue cluster (see ``dask_jobqueue.SLURMCluster`` / ``PBSCluster``).
+
+    ``jobs`` is the number of batch jobs to start; the other fields are passed to the cluster class.
+    """
+
+    cores: int = 1
+    memory: str = "4GB"
+    processes: int = 1
+    jobs: int = 1
+    queue: str | None = None
+    account: str | None = None
+    walltime: str | None = None
+    job_extra_directives: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = ()
+    local_directory: str | None = None
+    interface: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Which dask scheduler runs the engine.
+
+    Attributes
+    ----------
+    scheduler
+        One of ``synchronous``, ``threads``, ``processes``, ``distributed`` (a LocalCluster), ``address``
+        (an existing scheduler), ``slurm``, ``pbs``.
+    address
+        The scheduler address (``tcp://host:port``) for ``address``.
+    workers
+        Worker processes (or threads for ``threads``); default: the CPU count.
+    threads_per_worker
+        Threads of each distributed worker.
+    memory_limit
+        Memory limit of each LocalCluster worker (e.g. ``"4GB"``), or None for dask's default.
+    jobqueue
+        Batch-system parameters for ``slurm`` and ``pbs``.
+    """
+
+    scheduler: str = "processes"
+    address: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | None = None
+    jobqueue: JobQueueOptions = field(default_factory=JobQueueOptions)
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in KINDS:
+            raise ConfigError(f"scheduler {self.scheduler!r} is not one of {', '.join(KINDS)}")
+        if self.scheduler == "address" and not self.address:
+            raise ConfigError("scheduler 'address' needs an address such as tcp://127.0.0.1:8786")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+
+    @classmethod
+    def from_cli(cls, scheduler: str, workers: int | None = None) -> ClusterOptions:
+        """From the ``--scheduler`` value: a scheduler kind, or an address (``tcp://...``, ``host:port``)."""
+        if scheduler in KINDS:
+            return cls(scheduler=scheduler, workers=workers)
+        return cls(scheduler="address", address=scheduler, workers=workers)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "jobqueue":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: 'jobqueue' must be a mapping, not {type(value).__name__}")
+            values[key] = _build(JobQueueOptions, value, f"{where}: jobqueue")
+        elif key in ("job_extra_directives", "job_script_prologue"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key!r} must be a list of strings")
+            values[key] = tuple(value)
+        elif key in ("cores", "processes", "jobs", "workers", "threads_per_worker"):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"{where}: {key!r} must be an integer, not {value!r}")
+            values[key] = value
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: {key!r} must be a string, not {value!r}")
+        else:
+            values[key] = value
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_cluster_options(path: str | os.PathLike[str]) -> ClusterOptions:
+    """Read :class:`ClusterOptions` from the ``cluster:`` mapping of a YAML file.
+
+    Raises
+    ------
+    ConfigError
+        The file has no ``cluster`` mapping, an unknown key or a value of the wrong type (the message names
+        the key and the file).
+
+    Examples
+    --------
+    A SLURM run file::
+
+        cluster:
+          scheduler: slurm
+          jobqueue: {cores: 8, memory: 32GB, jobs: 4, queue: normal, walltime: "02:00:00"}
+    """
+    import yaml
+
+    name = os.fspath(path)
+    with open(name, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, Mapping) or not isinstance(data.get("cluster"), Mapping):
+        raise ConfigError(f"{name}: expected a 'cluster:' mapping at the top level")
+    return _build(ClusterOptions, data["cluster"], name)
+
+
+def jobqueue_cluster(options: ClusterOptions):
+    """The dask-jobqueue cluster object of ``slurm``/``pbs`` options (no job is submitted yet)."""
+    import dask_jobqueue
+
+    q = options.jobqueue
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[options.scheduler]
+    kwargs: dict[str, Any] = {"cores": q.cores, "memory": q.memory, "processes": q.processes,
+                              "job_extra_directives": list(q.job_extra_directives),
+                              "job_script_prologue": list(q.job_script_prologue)}
+    for name in ("queue", "account", "walltime", "local_directory", "interface"):
+        if getattr(q, name) is not None:
+            kwargs[name] = getattr(q, name)
+    return cls(**kwargs)
+
+
+@dataclass
+class Runner:
+    """A scheduler for one run: ``compute(*collections)`` and the number of parallel ``workers``."""
+
+    kind: str
+    workers: int
+    client: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def compute(self, *collections: Any) -> tuple[Any, ...]:
+        """Compute dask collections with this runner's scheduler (like :func:`dask.compute`)."""
+        import dask
+
+        if self.client is not None:
+            return tuple(dask.compute(*collections, scheduler=self.client))
+        return tuple(dask.compute(*collections, **self.kwargs))
+
+
+def _warm_up() -> None:
+    """Import the parsing stack once per worker process (not once per task)."""
+    import medipy.engine.arrays  # noqa: F401
+    import medipy.io.dicom.reading  # noqa: F401
+    import medipy.io.dicom.record  # noqa: F401
+
+
+@contextlib.contextmanager
+def open_runner(options: ClusterOptions | None = None) -> Iterator[Runner]:
+    """Start (and always stop) what ``options`` describe; yield a :class:`Runner`.
+
+    Examples
+    --------
+    >>> with open_runner(ClusterOptions(scheduler="synchronous")) as runner:
+    ...     runner.workers
+    1
+    """
+    options = options or ClusterOptions()
+    count = options.workers or os.cpu_count() or 1
+    if options.scheduler == "synchronous":
+        yield Runner("synchronous", 1, kwargs={"scheduler": "synchronous"})
+    elif options.scheduler == "threads":
+        yield Runner("threads", count, kwargs={"scheduler": "threads", "num_workers": count})
+    elif options.scheduler == "processes":
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(count, mp_context=context, initializer=_warm_up) as pool:
+            yield Runner("processes", count, kwargs={"scheduler": "processes", "pool": pool, "chunksize": 1})
+    else:
+        yield from _distributed(options, count)
+
+
+def _distributed(options: ClusterOptions, count: int) -> Iterator[Runner]:
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if options.scheduler == "distributed":
+            kwargs: dict[str, Any] = {"n_workers": count, "threads_per_worker": options.threads_per_worker,
+                                      "processes": True, "dashboard_address": None}
+            if options.memory_limit:
+                kwargs["memory_limit"] = options.memory_limit
+            cluster = stack.enter_context(LocalCluster(**kwargs))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+        elif options.scheduler == "address":
+            client = stack.enter_context(Client(options.address, set_as_default=False))
+        else:
+            cluster = stack.enter_context(jobqueue_cluster(options))
+            cluster.scale(jobs=options.jobqueue.jobs)
+            client = stack.enter_context(Client(cluster, set_as_default=False))
+            client.wait_for_workers(1)
+        threads = sum(client.nthreads().values())
+        logger.info("dask %s scheduler at %s, %d worker threads", options.scheduler,
+                    client.scheduler.address, threads)
+        yield Runner(options.scheduler, max(1, threads or count), client=client)

@@ -1,0 +1,211 @@
+"""The convert pipeline: scan -> shuffle -> assemble -> persist, from a DICOM export to OME-Zarr.
+
+The client holds the file list, the series plans (slice records, no pixels) and one batch of write tasks
+at a time; headers are parsed once, in the workers; pixels are read once, by the tasks that write them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from medipy.engine.cluster import ClusterOptions, Runner, open_runner
+from medipy.engine.plan import SeriesPlan, StackPlan
+from medipy.engine.scan import FileIssue, ScanOptions, list_files, scan_bag
+from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
+from medipy.engine.zarr_sink import (
+    SinkOptions,
+    create_image,
+    finish_image,
+    stack_summary,
+    write_jobs,
+    write_root,
+    write_shard,
+)
+
+__all__ = ["ConvertOptions", "ConvertReport", "convert", "plan_export"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Options of :func:`convert`.
+
+    Attributes
+    ----------
+    scan, sink
+        Scan and storage options.
+    four_d
+        Write volumes of one geometry as one (t, z, y, x) image (see :func:`medipy.engine.plan.plan_series`).
+    jobs_per_batch
+        Write tasks submitted at once (bounds the client's graph); stacks of a batch are marked complete
+        when the batch is done.
+    overwrite
+        Replace an existing output store.
+    """
+
+    scan: ScanOptions = field(default_factory=ScanOptions)
+    sink: SinkOptions = field(default_factory=SinkOptions)
+    four_d: bool = True
+    jobs_per_batch: int = 4096
+    overwrite: bool = False
+
+
+@dataclass
+class ConvertReport:
+    """What a conversion did: stacks written, failures (with kind), skipped files, timings (s)."""
+
+    output: str
+    files: int
+    stacks: list[dict[str, Any]]
+    failures: list[FileIssue]
+    skipped: list[FileIssue]
+    timings: dict[str, float]
+
+
+def _source_root(source: Any, paths: list[str]) -> str | None:
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        return name if os.path.isdir(name) else os.path.dirname(os.path.abspath(name))
+    return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else None
+
+
+def _relative(issue: FileIssue, root: str | None) -> FileIssue:
+    if root is None or not issue.path:
+        return issue
+    return FileIssue(os.path.relpath(issue.path, root).replace(os.sep, "/"), issue.kind, issue.reason)
+
+
+def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None = None
+                ) -> tuple[list[SeriesPlan], list[FileIssue]]:
+    """Scan and shuffle: the series plans of an export, and the files that yield no slice.
+
+    Parameters
+    ----------
+    paths
+        Files to scan (see :func:`medipy.engine.scan.list_files`).
+    runner
+        Where to compute (see :func:`medipy.engine.cluster.open_runner`).
+    options
+        Conversion options.
+
+    Returns
+    -------
+    (plans, issues)
+        Plans in series order; issues of the scan (not DICOM, broken, DICOMDIR, non-image...).
+    """
+    options = options or ConvertOptions()
+    scanned = scan_bag(paths, workers=runner.workers, options=options.scan)
+    plans = series_plans(scanned, four_d=options.four_d)
+    issues, plan_list = runner.compute(issues_bag(scanned), plans)
+    return sort_plans(list(plan_list)), list(issues)
+
+
+def _write(root: str, stacks: list[StackPlan], runner: Runner, options: ConvertOptions,
+           source_root: str | None) -> dict[str, list[FileIssue]]:
+    """Write every stack, batch after batch; returns the unreadable slices of each stack."""
+    import dask.bag as db
+
+    found: dict[str, list[FileIssue]] = {}
+    batch: list[StackPlan] = []
+    jobs: list = []
+
+    def flush() -> None:
+        if not jobs:
+            return
+        results = runner.compute(db.from_sequence(jobs, npartitions=len(jobs)).map(write_shard))[0]
+        by_array: dict[str, list[FileIssue]] = {}
+        for job, issues in zip(jobs, results, strict=True):
+            by_array.setdefault(job.array_path, []).extend(issues)
+        for plan in batch:
+            array_path = os.path.join(root, *plan.path.split("/"), "0")
+            found[plan.path] = [_relative(i, source_root) for i in by_array.get(array_path, [])]
+            finish_image(root, plan, found[plan.path], source_root=source_root)
+        batch.clear()
+        jobs.clear()
+
+    for plan in stacks:
+        create_image(root, plan, options.sink, source_root=source_root)
+        batch.append(plan)
+        jobs.extend(write_jobs(root, plan, options.sink))
+        if len(jobs) >= options.jobs_per_batch:
+            flush()
+    flush()
+    return found
+
+
+def convert(source: str | os.PathLike[str] | Iterable[str], output: str | os.PathLike[str], *,
+            cluster: ClusterOptions | None = None, runner: Runner | None = None,
+            options: ConvertOptions | None = None) -> ConvertReport:
+    """Convert a DICOM export (folder tree, DICOMDIR or list of files) to an OME-Zarr store.
+
+    Parameters
+    ----------
+    source
+        A folder (walked recursively), a DICOMDIR, or a list of files.
+    output
+        The zarr v3 store to create (a local folder, e.g. ``out.zarr``).
+    cluster
+        Where to run (default: the process scheduler on every CPU); ignored when ``runner`` is given.
+    runner
+        An open :class:`~medipy.engine.cluster.Runner` to reuse.
+    options
+        Conversion options.
+
+    Returns
+    -------
+    ConvertReport
+
+    Raises
+    ------
+    FileExistsError
+        ``output`` exists and ``options.overwrite`` is false.
+    FileNotFoundError
+        ``source`` does not exist.
+
+    Examples
+    --------
+    >>> from medipy.engine import ClusterOptions, convert
+    >>> report = convert("export/", "out.zarr", cluster=ClusterOptions("processes", workers=2))  # doctest: +SKIP
+    >>> [s["path"] for s in report.stacks]  # doctest: +SKIP
+    ['series-1.2.3/stack-0']
+    """
+    import zarr
+
+    options = options or ConvertOptions()
+    root = os.fspath(output)
+    if os.path.exists(root) and not options.overwrite:
+        raise FileExistsError(f"{root} exists: choose another output or pass overwrite")
+    start = time.perf_counter()
+    paths = list_files(source)
+    source_root = _source_root(source, paths)
+    logger.info("%d files to scan under %s", len(paths), source_root)
+    if runner is None:
+        with open_runner(cluster) as opened:
+            return convert(paths, output, runner=opened, options=options)
+    zarr.open_group(store=root, mode="w")
+    plans, scan_issues = plan_export(paths, runner, options)
+    planned = time.perf_counter()
+    stacks = [s for p in plans for s in p.stacks]
+    issues = [_relative(i, source_root) for i in scan_issues]
+    issues += [_relative(i, source_root) for p in plans for i in p.issues]
+    logger.info("%d series, %d stacks, %d files not used; writing", len(plans), len(stacks), len(issues))
+    slice_issues = _write(root, stacks, runner, options, source_root)
+    written = time.perf_counter()
+    summaries = [stack_summary(s, slice_issues.get(s.path, [])) for s in stacks]
+    issues += [i for found in slice_issues.values() for i in found]
+    issues.sort(key=lambda i: (i.path, i.kind))
+    failures = [i for i in issues if i.is_failure]
+    skipped = [i for i in issues if not i.is_failure]
+    write_root(root, summaries, failures, skipped, source=source_root)
+    for kind in sorted({i.kind for i in issues}):
+        logger.info("%s: %d file(s)", kind, sum(i.kind == kind for i in issues))
+    timings = {"scan_and_plan": planned - start, "write": written - planned,
+               "total": time.perf_counter() - start}
+    return ConvertReport(root, len(paths), summaries, failures, skipped, timings)
+

@@ -1,0 +1,242 @@
+"""Plan: the scanned files of one series become the images to write (a stack, or volumes of one geometry).
+
+This runs after the shuffle, on the records of one series, with the functions that serve the serial API
+(:func:`~medipy.io.dicom.keys.split_stacks`, :func:`~medipy.io.dicom.geometry.stack_geometry`,
+:func:`~medipy.io.dicom.pixels.output_dtype`), so the engine's stacks are exactly those of
+:func:`medipy.io.dicom.stacks`. Duplicate instances (same SOP Instance UID in two files) are kept once
+(the first path in sorted order) and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medipy.engine.scan import FileIssue, IssueKind, ScannedFile
+from medipy.errors import MedipyError
+from medipy.io.dicom.geometry import StackGeometry, stack_geometry
+from medipy.io.dicom.keys import series_order, split_stacks
+from medipy.io.dicom.pixels import output_dtype
+from medipy.io.dicom.record import SliceRecord
+from medipy.io.dicom.volumes import group_volumes, volume_axis
+
+__all__ = ["SeriesPlan", "StackPlan", "node_name", "plan_series"]
+
+logger = logging.getLogger(__name__)
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def node_name(uid: str) -> str:
+    """A safe zarr node name for a UID: the UID itself if it is a well-formed UID, else a hash of it.
+
+    A hostile or malformed UID (``../x``, ``/``, control characters, 10 kB of text) never reaches a path.
+    """
+    if _UID.match(uid) and len(uid) <= 64:
+        return uid
+    return "h" + hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """One image to write: a stack (``len(volumes) == 1``) or volumes of one geometry (4D).
+
+    ``volumes`` hold the slice records of each volume in slice order; ``volume_dtypes`` the dtype of each
+    volume alone (values are rescaled in it, then cast to ``dtype``, as :func:`medipy.io.dicom.image4d`
+    does); ``volume_axis`` is ``"time"`` or ``"channel"`` (diffusion) for 4D images.
+    Geometry vectors are in (z, y, x) order (see :class:`medipy.base.Image`); ``affine`` maps an
+    index (k, j, i) of one volume to DICOM patient coordinates (LPS, mm).
+    """
+
+    path: str
+    index: int
+    series_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    series_number: int | None
+    series_description: str
+    modality: str
+    volumes: tuple[tuple[SliceRecord, ...], ...]
+    dtype: str
+    volume_dtypes: tuple[str, ...]
+    volume_axis: str
+    origin: tuple[float, ...]
+    spacing: tuple[float, ...]
+    direction: tuple[tuple[float, ...], ...]
+    affine: tuple[tuple[float, ...], ...]
+    slice_spacing: float
+    gantry_tilt: float
+    slice_gaps: tuple[float, ...]
+    warnings: tuple[str, ...]
+    shared: dict[str, Any]
+    per_slice: dict[str, Any]
+
+    @property
+    def is_4d(self) -> bool:
+        """True when the image has several volumes."""
+        return len(self.volumes) > 1
+
+    @property
+    def samples(self) -> int:
+        """Samples per pixel (3 for colour)."""
+        return self.volumes[0][0].samples_per_pixel
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape in the layout of :func:`medipy.io.dicom.image`: [t,] z, y, x [, c]."""
+        first = self.volumes[0][0]
+        shape: tuple[int, ...] = (len(self.volumes[0]), first.rows, first.columns)
+        if self.is_4d:
+            shape = (len(self.volumes), *shape)
+        if self.samples > 1:
+            shape = (*shape, self.samples)
+        return shape
+
+    @property
+    def records(self) -> tuple[SliceRecord, ...]:
+        """All slices, volume after volume."""
+        return tuple(r for volume in self.volumes for r in volume)
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """The images of one series and the files it did not use (duplicates, unsupported)."""
+
+    key: str
+    order: tuple
+    stacks: tuple[StackPlan, ...]
+    issues: tuple[FileIssue, ...]
+
+
+def _deduplicate(files: Sequence[ScannedFile]) -> tuple[list[ScannedFile], list[FileIssue]]:
+    kept: dict[str, ScannedFile] = {}
+    out: list[ScannedFile] = []
+    issues: list[FileIssue] = []
+    for scanned in sorted(files, key=lambda f: f.path):
+        uid = scanned.records[0].sop_instance_uid
+        if uid and uid in kept:
+            issues.append(FileIssue(scanned.path, IssueKind.DUPLICATE,
+                                    f"same SOP Instance UID {uid} as {kept[uid].path}, which is kept"))
+            continue
+        if uid:
+            kept[uid] = scanned
+        out.append(scanned)
+    return out, issues
+
+
+def _entry_value(entry: dict[str, Any] | None) -> Any:
+    if entry is None:
+        return None
+    values = entry.get("Value")
+    if values is None:
+        return None
+    values = [v.get("Alphabetic", "") if isinstance(v, dict) else v for v in values]
+    return values[0] if len(values) == 1 else values
+
+
+def _metadata(headers: Sequence[Sequence[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes shared by every slice (DICOM JSON) and per-slice values of those that vary."""
+    from pydicom.datadict import keyword_for_tag
+
+    parsed = [[json.loads(text) for text in volume] for volume in headers]
+    flat = [h for volume in parsed for h in volume]
+    tags = sorted({tag for h in flat for tag in h})
+    shared: dict[str, Any] = {}
+    per_slice: dict[str, Any] = {}
+    for tag in tags:
+        first = flat[0].get(tag)
+        if first is not None and all(h.get(tag) == first for h in flat):
+            shared[tag] = first
+            continue
+        name = keyword_for_tag(int(tag, 16)) or tag
+        values = [[_entry_value(h.get(tag)) for h in volume] for volume in parsed]
+        per_slice[name] = values if len(parsed) > 1 else values[0]
+    return shared, per_slice
+
+
+def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGeometry, np.dtype]],
+                records: Sequence[SliceRecord], headers: Sequence[str]) -> StackPlan:
+    volumes = [c[0] for c in candidates]
+    geometry = candidates[0][1]
+    dtype = np.result_type(*[c[2] for c in candidates])  # as medipy.io.dicom.image4d
+    first = records[volumes[0][0]]
+    stacks = [[records[i] for i in volume] for volume in volumes]
+    shared, per_slice = _metadata([[headers[i] for i in volume] for volume in volumes])
+    description = first.series_description or first.protocol_name
+    return StackPlan(
+        path=path,
+        index=index,
+        series_instance_uid=first.series_instance_uid,
+        study_instance_uid=first.study_instance_uid,
+        patient_id=first.patient_id,
+        series_number=first.series_number,
+        series_description=description,
+        modality=first.modality,
+        volumes=tuple(tuple(records[i] for i in volume) for volume in volumes),
+        dtype=str(dtype),
+        volume_dtypes=tuple(str(c[2]) for c in candidates),
+        volume_axis=("" if len(stacks) == 1 else "time" if first.samples_per_pixel > 1 else volume_axis(stacks)),
+        origin=tuple(float(v) for v in geometry.origin),
+        spacing=tuple(float(v) for v in geometry.spacing),
+        direction=tuple(tuple(float(v) for v in row) for row in geometry.direction),
+        affine=tuple(tuple(float(v) for v in row) for row in geometry.lps_affine()),
+        slice_spacing=float(geometry.slice_spacing),
+        gantry_tilt=float(geometry.gantry_tilt),
+        slice_gaps=tuple(float(g) for g in geometry.gaps),
+        warnings=tuple(geometry.warnings),
+        shared=shared,
+        per_slice=per_slice,
+    )
+
+
+def plan_series(group: tuple[str, Sequence[ScannedFile]], *, four_d: bool = True) -> SeriesPlan:
+    """Plan the images of one series (the function mapped over the shuffled bag).
+
+    Parameters
+    ----------
+    group
+        ``(series key, scanned files of that series)`` as made by the shuffle.
+    four_d
+        Assemble stacks that are volumes of one geometry into one (t, z, y, x) image, exactly as
+        :func:`medipy.io.dicom.series4d.series_images` does (:func:`medipy.io.dicom.volumes.group_volumes`).
+
+    Returns
+    -------
+    SeriesPlan
+        Stacks in the order of :func:`~medipy.io.dicom.keys.split_stacks`; never raises for one bad stack
+        (its files become ``unsupported`` issues).
+    """
+    key, files = group
+    files, issues = _deduplicate(files)
+    records = [r for f in files for r in f.records]
+    headers = [h for f in files for h in f.headers]
+    series_name = f"series-{node_name(key)}"
+    candidates: list[tuple[list[int], StackGeometry, np.dtype]] = []
+    for stack in split_stacks(records):
+        ordered = [records[i] for i in stack]
+        try:
+            dtype = output_dtype(ordered)
+            geometry = stack_geometry(ordered)
+        except (MedipyError, ValueError) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            for path in dict.fromkeys(r.path or "" for r in ordered):
+                issues.append(FileIssue(path, IssueKind.UNSUPPORTED, f"cannot assemble its stack: {reason}"))
+            continue
+        candidates.append((stack, geometry, dtype))
+    if four_d:
+        groups = group_volumes([[records[i] for i in c[0]] for c in candidates])
+    else:
+        groups = [[n] for n in range(len(candidates))]
+    stacks = tuple(
+        _stack_plan(f"{series_name}/stack-{n}", n, [candidates[i] for i in group], records, headers)
+        for n, group in enumerate(groups)
+    )
+    order = series_order(records[0]) if records else ("", float("inf"), key)
+    return SeriesPlan(key, order, stacks, tuple(issues))

@@ -1,0 +1,233 @@
+"""Persist: planned stacks written to a zarr v3 store in the OME-Zarr 0.5 layout.
+
+Layout::
+
+    OUT.zarr/                         root group; attribute "medipy": stacks, failures, skipped files
+      series-<uid>/stack-<n>/         one OME-Zarr image group per stack (attributes "ome" and "medipy")
+        0/                            the full-resolution array: [t,] [c,] z, y, x
+
+Group names come from UIDs only through :func:`medipy.engine.plan.node_name` (a malformed UID is hashed),
+so input text never escapes the store. Arrays are sharded (a shard = one dask chunk of whole slices, inner
+chunks of one or a few slices) and compressed; each write task writes whole shards. An image group's
+``medipy.complete`` is set to true only after every shard of it has been written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from medipy.engine.arrays import CHUNK_BYTES, SHARD_BYTES, block_slices, read_block
+from medipy.engine.plan import StackPlan
+from medipy.engine.scan import FileIssue
+from medipy.io.dicom.record import SliceRecord
+
+__all__ = ["SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes", "stack_summary",
+           "write_jobs", "write_root", "write_shard"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SinkOptions:
+    """How arrays are stored: compressor (Blosc ``cname``, ``clevel``, ``shuffle``) and chunking."""
+
+    cname: str = "zstd"
+    clevel: int = 1
+    shuffle: str = "bitshuffle"
+    shard_bytes: int = SHARD_BYTES
+    chunk_bytes: int = CHUNK_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class WriteJob:
+    """One write task: the slices of one shard, where they go, and how to lay them out."""
+
+    array_path: str
+    region: tuple[slice, ...]
+    records: tuple[SliceRecord, ...]
+    dtype: str
+    colour: bool
+    four_d: bool
+    rescale_dtype: str
+
+
+def _axes(plan: StackPlan) -> list[dict[str, str]]:
+    axes: list[dict[str, str]] = []
+    if plan.is_4d and plan.volume_axis == "channel":  # diffusion volumes
+        axes.append({"name": "c", "type": "channel"})
+    elif plan.is_4d:
+        axes.append({"name": "t", "type": "time"})
+    if plan.samples > 1:
+        axes.append({"name": "c", "type": "channel"})
+    axes += [{"name": n, "type": "space", "unit": "millimeter"} for n in ("z", "y", "x")]
+    return axes
+
+
+def _relative(path: str | None, root: str | None) -> str | None:
+    if path is None or root is None:
+        return path
+    try:
+        return os.path.relpath(path, root).replace(os.sep, "/")
+    except ValueError:
+        return path
+
+
+def image_attributes(plan: StackPlan, *, source_root: str | None = None, complete: bool = False,
+                     issues: Sequence[FileIssue] = ()) -> dict[str, Any]:
+    """The ``ome`` and ``medipy`` attributes of an image group (JSON-ready)."""
+    lead = [1.0] * (int(plan.is_4d) + int(plan.samples > 1))
+    transforms = [
+        {"type": "scale", "scale": lead + list(plan.spacing)},
+        {"type": "translation", "translation": [0.0] * len(lead) + list(plan.origin)},
+    ]
+    ome = {
+        "version": "0.5",
+        "multiscales": [{
+            "name": plan.path,
+            "axes": _axes(plan),
+            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
+        }],
+    }
+
+    def per_volume(values: list[list[Any]]) -> Any:
+        return values if plan.is_4d else values[0]
+
+    medipy = {
+        "version": FORMAT_VERSION,
+        "complete": complete,
+        "affine": [list(row) for row in plan.affine],
+        "series_instance_uid": plan.series_instance_uid,
+        "study_instance_uid": plan.study_instance_uid,
+        "patient_id": plan.patient_id,
+        "series_number": plan.series_number,
+        "series_description": plan.series_description,
+        "modality": plan.modality,
+        "stack_index": plan.index,
+        "volume_axis": plan.volume_axis or None,
+        "shape": list(_stored_shape(plan)),
+        "dtype": plan.dtype,
+        "origin": list(plan.origin),
+        "spacing": list(plan.spacing),
+        "direction": [list(row) for row in plan.direction],
+        "slice_spacing": plan.slice_spacing,
+        "gantry_tilt": plan.gantry_tilt,
+        "slice_gaps": list(plan.slice_gaps),
+        "geometry_warnings": list(plan.warnings),
+        "sop_instance_uids": per_volume([[r.sop_instance_uid for r in v] for v in plan.volumes]),
+        "frames": per_volume([[r.frame for r in v] for v in plan.volumes]),
+        "files": per_volume([[_relative(r.path, source_root) for r in v] for v in plan.volumes]),
+        "dicom": plan.shared,
+        "per_slice": plan.per_slice,
+        "failed_slices": [i.as_dict() for i in issues],
+    }
+    return {"ome": ome, "medipy": medipy}
+
+
+def _stored_shape(plan: StackPlan) -> tuple[int, ...]:
+    shape = plan.shape
+    if plan.samples > 1:  # OME-Zarr wants channels before space: (z, y, x, c) -> (c, z, y, x)
+        shape = (shape[-1], *shape[:-1])
+    return shape
+
+
+def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_root: str | None = None) -> None:
+    """Create the image group of a stack and its empty array (metadata only; ``complete`` false)."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    chunk, shard = block_slices(plan, options.shard_bytes, options.chunk_bytes)
+    shape = _stored_shape(plan)
+    lead = len(shape) - 3
+    inner = (1,) * lead + (chunk, shape[-2], shape[-1])
+    outer = (1,) * lead + (shard, shape[-2], shape[-1])
+    if plan.samples > 1:
+        inner = (shape[0], *inner[1:])
+        outer = (shape[0], *outer[1:])
+    group = zarr.open_group(store=root, mode="a").require_group(plan.path)
+    group.attrs.put(image_attributes(plan, source_root=source_root))
+    group.create_array(
+        "0", shape=shape, dtype=np.dtype(plan.dtype), chunks=inner, shards=outer,
+        compressors=[BloscCodec(cname=options.cname, clevel=options.clevel, shuffle=options.shuffle)],
+        fill_value=0, dimension_names=[a["name"] for a in _axes(plan)], overwrite=True,
+    )
+
+
+def write_jobs(root: str, plan: StackPlan, options: SinkOptions) -> list[WriteJob]:
+    """One job per shard of a stack's array."""
+    _, shard = block_slices(plan, options.shard_bytes, options.chunk_bytes)
+    array_path = os.path.join(root, *plan.path.split("/"), "0")
+    depth = len(plan.volumes[0])
+    colour = plan.samples > 1
+    jobs: list[WriteJob] = []
+    for t, volume in enumerate(plan.volumes):
+        for z in range(0, depth, shard):
+            region: tuple[slice, ...] = (slice(z, min(z + shard, depth)),)
+            if colour:
+                region = (slice(None), *region)
+            if plan.is_4d:
+                region = (slice(t, t + 1), *region)
+            jobs.append(WriteJob(array_path, region, volume[z:z + shard], plan.dtype, colour, plan.is_4d,
+                                plan.volume_dtypes[t]))
+    return jobs
+
+
+def write_shard(job: WriteJob) -> list[FileIssue]:
+    """Read the slices of one shard and write them (the task run by workers); returns unreadable slices."""
+    import zarr
+
+    values, issues = read_block(job.records, job.dtype, report=True, rescale_dtype=job.rescale_dtype)
+    if job.colour:
+        values = np.moveaxis(values, -1, 0)
+    if job.four_d:
+        values = values[np.newaxis]
+    array = zarr.open_array(store=job.array_path, mode="r+")
+    array[job.region] = values
+    return issues
+
+
+def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, source_root: str | None = None
+                 ) -> None:
+    """Mark a stack complete (all shards written); slices that could not be read are listed, not hidden."""
+    import zarr
+
+    group = zarr.open_group(store=root, mode="a")[plan.path]
+    attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues)
+    group.attrs.put(attributes)
+
+
+def stack_summary(plan: StackPlan, issues: Sequence[FileIssue]) -> dict[str, Any]:
+    """The root listing entry of one stack."""
+    return {
+        "path": plan.path,
+        "patient_id": plan.patient_id,
+        "study_instance_uid": plan.study_instance_uid,
+        "series_instance_uid": plan.series_instance_uid,
+        "series_number": plan.series_number,
+        "series_description": plan.series_description,
+        "modality": plan.modality,
+        "shape": list(_stored_shape(plan)),
+        "complete": not issues,
+    }
+
+
+def write_root(root: str, stacks: Sequence[dict[str, Any]], failures: Sequence[FileIssue],
+               skipped: Sequence[FileIssue], *, source: str | None = None) -> None:
+    """Write the root listing: every stack, the failures (with their kind) and the skipped files."""
+    import zarr
+
+    group = zarr.open_group(store=root, mode="a")
+    group.attrs.put({"medipy": {
+        "version": FORMAT_VERSION,
+        "source": source,
+        "stacks": list(stacks),
+        "failures": [f.as_dict() for f in failures],
+        "skipped": [f.as_dict() for f in skipped],
+    }})
