@@ -205,12 +205,12 @@ def series_images(serie: Sequence[Dataset], *, combine_echoes: bool = False) -> 
     return [image4d([[headers[i] for i in stacks[s]] for s in group]) for group in groups]
 
 
-def diffusion_table(image4d_: Image) -> DiffusionTable | None:
+def diffusion_table(image_4d: Image) -> DiffusionTable | None:
     """The diffusion encoding of a 4D image made by :func:`image4d`, or None when it has none.
 
     Parameters
     ----------
-    image4d_
+    image_4d
         A 4D image whose volumes carry diffusion b-values (standard attributes or the Siemens, GE and
         Philips private tags read by :mod:`medipy.io.dicom.diffusion`).
 
@@ -218,7 +218,7 @@ def diffusion_table(image4d_: Image) -> DiffusionTable | None:
     -------
     DiffusionTable or None
     """
-    diffusion = image4d_.metadata.get("diffusion")
+    diffusion = image_4d.metadata.get("diffusion")
     if diffusion is None:
         return None
     return DiffusionTable(
