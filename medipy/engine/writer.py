@@ -20,18 +20,16 @@ the Patient ID, "Study ID + Study Description", "Series Number + Series Descript
 (with a hash suffix whenever the value had to be altered or truncated). Human-readable names (64 characters,
 ``.dcm`` files, :meth:`NamingPolicy.readable`) are available without a DICOMDIR (``dicomdir=False``).
 
-The DICOMDIR is made by pydicom's :class:`~pydicom.fileset.FileSet`: the instances' headers are added and
-written into a scratch folder (pydicom's own ``PT000000/ST000000/...`` layout, headers only), the Referenced File
-IDs are then pointed at our tree, and the File-set is loaded from the output folder and re-written with
-``use_existing=True`` (pydicom recomputes the record offsets and checks the result by reloading it). A directory
-record needs some Type 1 attributes (Patient ID, Study Date/Time, Study ID, Modality, Series Number, Instance
-Number; Study and Series Instance UID): a missing one is given a placeholder in the record only (the file is
-not changed; the placeholder UIDs are derived from the folder names, so they are deterministic).
+The DICOMDIR is made by pydicom's :class:`~pydicom.fileset.FileSet`: the headers are added and written to a
+scratch folder (pydicom's ``PT000000/...`` layout), the Referenced File IDs are pointed at our tree, and the
+File-set is loaded from the output folder and re-written with ``use_existing=True`` (pydicom recomputes the
+offsets and reloads it as a check). Type 1 record attributes missing from a file (Patient ID, Study Date/Time,
+Study ID, Modality, Series/Instance Number, Study/Series Instance UID) get a placeholder in the record only;
+placeholder UIDs derive from the folder names (deterministic).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -152,28 +150,27 @@ def _text(ds: Dataset, *keywords: str) -> str:
     return " ".join(text.strip() for text in texts).strip()
 
 
-def _stage_one(item: Any, target: Path, naming: NamingPolicy, order: tuple[int, int]) -> StagedFile:
+def _label(item: Any, order: tuple[int, int]) -> str:
     if isinstance(item, str | os.PathLike):
-        source = os.fspath(item)
-        ds = read(item)
-    elif isinstance(item, Dataset):
-        ds = item
-        source = getattr(item, "path", None) or f"dataset #{order[1]} of partition {order[0]}"
-    else:
+        return os.fspath(item)
+    return str(getattr(item, "path", None) or f"dataset #{order[1]} of partition {order[0]}")
+
+
+def _stage_one(item: Any, target: Path, naming: NamingPolicy, order: tuple[int, int]) -> StagedFile:
+    source = _label(item, order)
+    if not isinstance(item, str | os.PathLike | Dataset):
         raise TypeError(f"expected a DataSet or a path, got {type(item).__name__}")
+    ds = read(item) if isinstance(item, str | os.PathLike) else item
     file_meta = getattr(ds, "file_meta", None)
     sop_uid = _text(ds, "SOPInstanceUID") or (_text(file_meta, "MediaStorageSOPInstanceUID") if file_meta else "")
     if not sop_uid:
         raise DicomError("has no SOP Instance UID (0008,0018); it cannot be named nor written", source)
-    study_uid, series_uid = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
+    study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
     by_uid = naming.folders == "uid"
     write(ds, target)
-    return StagedFile(
-        order=order, source=source, staged=target.name, sop_instance_uid=sop_uid,
-        patient=(_text(ds, "PatientID"), _text(ds, "PatientID")),
-        study=(study_uid, study_uid if by_uid else _text(ds, "StudyID", "StudyDescription") or study_uid),
-        series=(series_uid, series_uid if by_uid else _text(ds, "SeriesNumber", "SeriesDescription") or series_uid),
-    )
+    return StagedFile(order, source, target.name, sop_uid, (_text(ds, "PatientID"), _text(ds, "PatientID")),
+                      (study, study if by_uid else _text(ds, "StudyID", "StudyDescription") or study),
+                      (series, series if by_uid else _text(ds, "SeriesNumber", "SeriesDescription") or series))
 
 
 def write_partition(items: Iterable[Any], staging_dir: str | os.PathLike[str], policy: WritePolicy,
@@ -205,12 +202,10 @@ def write_partition(items: Iterable[Any], staging_dir: str | os.PathLike[str], p
         try:
             out.append(_stage_one(item, target, policy.naming, (partition, position)))
         except Exception as exc:  # noqa: BLE001 - batch work returns records, one bad item never aborts
-            source = os.fspath(item) if isinstance(item, str | os.PathLike) else (
-                getattr(item, "path", None) or f"dataset #{position} of partition {partition}")
+            source = _label(item, (partition, position))
             reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
             logger.warning("not written: %s (%s)", source, reason)
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+            target.unlink(missing_ok=True)
             out.append(Failure(str(source), str(reason)))
     return out
 
@@ -241,10 +236,10 @@ def finalize(records: Iterable[StagedFile | Failure], out_dir: str | os.PathLike
     records = list(records)
     failures = [r for r in records if isinstance(r, Failure)]
     first: dict[str, StagedFile] = {}
-    duplicates: list[tuple[StagedFile, StagedFile]] = []
+    duplicates: list[StagedFile] = []
     for s in sorted((r for r in records if isinstance(r, StagedFile)), key=lambda r: r.order):
         if s.sop_instance_uid in first:
-            duplicates.append((s, first[s.sop_instance_uid]))
+            duplicates.append(s)
             (staging / s.staged).unlink(missing_ok=True)
         else:
             first[s.sop_instance_uid] = s
@@ -257,16 +252,18 @@ def finalize(records: Iterable[StagedFile | Failure], out_dir: str | os.PathLike
         if not target.resolve().is_relative_to(root):  # impossible with safe names; a symbolic link?
             failures.append(Failure(s.source, str(UnsafePathError(f"{target} is outside {root}", relative))))
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / s.staged, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / s.staged, target)
+        except OSError as exc:  # e.g. a folder of a previous run has the file's name
+            failures.append(Failure(s.source, f"cannot be moved to {target} ({exc})"))
+            continue
         written.append(WrittenFile(relative, uid, s.source))
     shutil.rmtree(staging, ignore_errors=True)
     written.sort(key=lambda w: w.path)
     kept = {w.sop_instance_uid: w.path for w in written}
-    dups = tuple(Duplicate(d.source, d.sop_instance_uid, kept.get(d.sop_instance_uid, "")) for d, _ in duplicates)
-    for d in dups:
-        logger.info("duplicate SOP Instance UID %s: %s not written again (kept %s)", d.sop_instance_uid,
-                    d.source, d.kept)
+    dups = tuple(Duplicate(d.source, d.sop_instance_uid, kept.get(d.sop_instance_uid, "")) for d in duplicates)
+    logger.info("%d duplicate SOP Instance UID(s) not written again: %s", len(dups), [d.source for d in dups])
     dicomdir = None
     if policy.dicomdir and written:
         dicomdir, excluded = _write_dicomdir(out, written, policy)
@@ -303,11 +300,7 @@ def _write_dicomdir(out: Path, written: Sequence[WrittenFile],
 
 
 def _discard(fileset: FileSet) -> None:
-    """Remove the staging folder of ``fileset`` now.
-
-    pydicom keeps one TemporaryDirectory per FileSet (re-created by ``clear`` and ``load``) and leaves it to
-    the garbage collector, which then emits a ResourceWarning; there is no public way to close it.
-    """
+    """Remove pydicom's TemporaryDirectory of ``fileset`` now (no public way; else a ResourceWarning)."""
     stage = getattr(fileset, "_stage", {}).get("t")
     if stage is not None:
         stage.cleanup()
@@ -335,8 +328,7 @@ def _build_dicomdir(fileset: FileSet, out: Path, written: Sequence[WrittenFile],
             for record in directory.DirectoryRecordSequence:
                 if "ReferencedFileID" in record:
                     record.ReferencedFileID = components[str(record.ReferencedSOPInstanceUIDInFile)]
-            # FileSet.load needs the DICOMDIR at the root of the file-set: the scratch one stands in until
-            # FileSet.write(use_existing=True) re-encodes it with the new IDs and offsets.
+            # FileSet.load needs a DICOMDIR at the root: a stand-in until write(use_existing=True) re-encodes it
             partial = out / f".DICOMDIR.{secrets.token_hex(6)}.tmp"
             shutil.copyfile(Path(scratch) / "DICOMDIR", partial)
             os.replace(partial, target)
