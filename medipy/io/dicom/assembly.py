@@ -15,7 +15,7 @@ from medipy.base import Image
 from medipy.errors import DicomError, NotImageError, SeveralStacksError
 from medipy.io.dicom.frames import frame_layout
 from medipy.io.dicom.geometry import StackGeometry, stack_geometry
-from medipy.io.dicom.keys import split_stacks
+from medipy.io.dicom.keys import duplicate_instances, split_stacks
 from medipy.io.dicom.pixels import decode, fit_bits_stored, mosaic_tile, output_dtype, rescale
 from medipy.io.dicom.record import SliceRecord, dataset_records
 
@@ -106,6 +106,7 @@ def image_metadata(
     metadata["gantry_tilt"] = geometry.gantry_tilt
     metadata["slice_gaps"] = list(geometry.gaps)
     metadata["geometry_warnings"] = list(geometry.warnings)
+    metadata["duplicate_sop_instance_uids"] = duplicate_instances(records)
     return metadata
 
 
@@ -147,7 +148,9 @@ def image(datasets: Sequence[Dataset]) -> Image:
         Voxels (z, y, x) in real-world values (Rescale Slope/Intercept applied per slice; see
         :func:`medipy.io.dicom.pixels.output_dtype` for the dtype); slices sorted along the normal
         (fallback: Instance Number); geometry in (z, y, x) order in LPS; metadata with the shared
-        attributes, the per-slice values that vary and the geometry warnings (uneven gaps, gantry tilt).
+        attributes, the per-slice values that vary, the geometry warnings (uneven gaps, gantry tilt, missing
+        or invalid geometry attributes, which are treated as absent) and ``duplicate_sop_instance_uids`` (SOP
+        Instance UIDs claimed by several slices of the stack, e.g. copies from another export).
 
     Raises
     ------
@@ -179,7 +182,10 @@ def image(datasets: Sequence[Dataset]) -> Image:
     dtype = output_dtype(records)
     values = _read_pixels(headers, records)
     data = np.stack([rescale(v, r, dtype) for v, r in zip(values, records, strict=True)])
+    image_meta = image_metadata(headers, records, geometry)
     for warning in geometry.warnings:
         logger.info("%s: %s", getattr(datasets[0], "path", None) or "stack", warning)
-    return Image(data, geometry.origin, geometry.spacing, geometry.direction,
-                 image_metadata(headers, records, geometry))
+    if image_meta["duplicate_sop_instance_uids"]:
+        logger.warning("%s: slices share SOP Instance UID(s) %s (copies of one instance with other content?)",
+                       getattr(datasets[0], "path", None) or "stack", image_meta["duplicate_sop_instance_uids"])
+    return Image(data, geometry.origin, geometry.spacing, geometry.direction, image_meta)

@@ -210,6 +210,10 @@ def _components(file_id: str | Sequence[str], label: str) -> list[str]:
     if not parts or any(not part for part in parts):
         raise UnsafePathError(f"Referenced File ID {file_id!r} has an empty component", label)
     for part in parts:
+        if any(ord(char) < 0x20 or char == "\x7f" for char in part):
+            raise UnsafePathError(
+                f"Referenced File ID {file_id!r} has a control character (NUL, newline, ...) in component "
+                f"{part!r}; the DICOMDIR is corrupt or malicious, its records cannot be loaded", label)
         if part in (".", "..") or "/" in part or "\\" in part or ":" in part or os.path.isabs(part):
             raise UnsafePathError(
                 f"Referenced File ID {file_id!r} would leave the DICOMDIR's folder (component {part!r}); "
@@ -271,8 +275,13 @@ def resolve_referenced_file(dicomdir_path: str | os.PathLike[str], file_id: str 
                     "drop the record", label)
             candidate = current / matches[0]
         current = candidate
-    root = folder.resolve()
-    target = current.resolve()
+    try:
+        root = folder.resolve()
+        target = current.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        raise UnsafePathError(
+            f"Referenced File ID {file_id!r} designates {current}, which cannot be resolved ({exc}; a symbolic "
+            "link loop?); refusing to read it", label) from exc
     if not target.is_relative_to(root):
         raise UnsafePathError(
             f"Referenced File ID {file_id!r} resolves to {target}, outside the DICOMDIR's folder {root} "

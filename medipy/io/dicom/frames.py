@@ -89,7 +89,7 @@ def _pixel_bytes(ds: Dataset) -> tuple[int | None, str]:
     """An upper bound of the bytes of a dataset's pixels: its Pixel Data length, else its file size."""
     for tag in sorted(_PIXEL_TAGS):
         if tag in ds:
-            element = ds.get_item(tag)
+            element = ds.get_item(tag, keep_deferred=True)  # a deferred Pixel Data stays unread
             value = element.value
             if isinstance(value, bytes | bytearray):
                 return len(value), "its Pixel Data holds"

@@ -118,9 +118,10 @@ def stack_geometry(records: Sequence[SliceRecord]) -> StackGeometry:
     warnings: list[str] = []
     row_spacing, column_spacing = first.pixel_spacing or (1.0, 1.0)
     if first.pixel_spacing is None:
-        warnings.append("no Pixel Spacing: 1 mm assumed")
+        warnings.append("no valid Pixel Spacing (missing, not finite or absurd): 1 mm assumed")
     if first.orientation is None:
-        warnings.append("no Image Orientation (Patient): identity assumed")
+        warnings.append("no valid Image Orientation (Patient) (missing, not finite or not orthonormal): identity "
+                        "assumed")
         orientation: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
     else:
         orientation = first.orientation
@@ -130,7 +131,8 @@ def stack_geometry(records: Sequence[SliceRecord]) -> StackGeometry:
     positions = [r.position for r in records]
     if any(p is None for p in positions):
         if len(records) > 1 or first.position is None:
-            warnings.append("no Image Position (Patient) on some slices: ordered by Instance Number")
+            warnings.append("no valid Image Position (Patient) (missing, not finite or absurd) on some slices: "
+                            "ordered by Instance Number")
         origin = np.asarray(first.position if first.position is not None else (0.0, 0.0, 0.0), float)
         points = None
     else:

@@ -23,6 +23,7 @@ from medipy.io.dicom.record import SliceRecord
 
 __all__ = [
     "NO_SERIES_UID",
+    "duplicate_instances",
     "group_stacks",
     "order_slices",
     "series_key",
@@ -76,6 +77,7 @@ def _acquisition_order(record: SliceRecord) -> tuple:
         _LAST if record.trigger_time is None else record.trigger_time,
         record.sop_instance_uid,
         -1 if record.frame is None else record.frame,
+        record.path or "",  # duplicates of one instance (same UID, other file): by file, not by input order
     )
 
 
@@ -84,6 +86,7 @@ def _instance_order(record: SliceRecord) -> tuple:
         _LAST if record.instance_number is None else record.instance_number,
         -1 if record.frame is None else record.frame,
         record.sop_instance_uid,
+        record.path or "",
     )
 
 
@@ -173,6 +176,20 @@ def split_stacks(records: Sequence[SliceRecord]) -> list[list[int]]:
                 stacks.append(order_slices(records, volume))
     stacks.sort(key=lambda stack: _stack_order(records, stack))
     return stacks
+
+
+def duplicate_instances(records: Sequence[SliceRecord]) -> list[str]:
+    """SOP Instance UIDs that more than one slice claims (same UID and frame; e.g. another file).
+
+    A stack never silently keeps one of them: copies at one position go to different stacks (see
+    :func:`split_stacks`); copies at different positions stay in the stack and are reported with this list.
+    """
+    seen: dict[tuple[str, int | None], int] = {}
+    for record in records:
+        if record.sop_instance_uid:
+            key = (record.sop_instance_uid, record.frame)
+            seen[key] = seen.get(key, 0) + 1
+    return sorted({uid for (uid, _), count in seen.items() if count > 1})
 
 
 def group_stacks(records: Sequence[SliceRecord]) -> list[list[SliceRecord]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import string
 import struct
 import zlib
@@ -68,7 +69,7 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
         The file does not exist (also IsADirectoryError, PermissionError).
     NotDicomError
         The file is not DICOM (empty, text, JSON, NIfTI, gzip archive, preamble only, ...); the message says
-        what it looks like.
+        what it looks like. Also for a FIFO, socket or device, which is never opened.
     BrokenDicomError
         The file starts as DICOM but cannot be parsed: truncated (header or Pixel Data), inconsistent
         lengths, undecodable values. Re-export or re-copy the file.
@@ -80,6 +81,9 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
     (128, 'CT_small.dcm')
     """
     name = os.fspath(path)
+    mode = os.stat(name).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block open() forever
+        raise NotDicomError("is not a regular file (a FIFO, socket or device); refusing to read it", name)
     with open(name, "rb") as fp:
         size = os.fstat(fp.fileno()).st_size
         head = fp.read(_SNIFF_SIZE)
@@ -245,13 +249,27 @@ def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, star
     if len(ds) == 0:
         _raise_empty(ds, name, source, size, start, stop_before_pixels)
     last_end = _check_dataset(ds, name, None if deflated else size)
-    if deflated or stop_before_pixels or last_end is None:
+    if deflated or last_end is None:
         return
     leftover = size - last_end
-    if leftover > 0:
+    if leftover > 0 and not (stop_before_pixels and _pixel_tag_at(source, last_end, ds)):
         raise BrokenDicomError(
             f"ends with {leftover} byte(s) that are not a whole element (the file is truncated inside an "
             "element header); re-copy or re-export the file", name)
+
+
+def _pixel_tag_at(source: str | io.BytesIO, offset: int, ds: FileDataset) -> bool:
+    """True if a Pixel Data tag (where ``stop_before_pixels`` stops) starts at ``offset`` of ``source``."""
+    if isinstance(source, str):
+        with open(source, "rb") as fp:
+            fp.seek(offset)
+            head = fp.read(4)
+    else:
+        head = source.getvalue()[offset:offset + 4]
+    if len(head) < 4:
+        return False
+    group, element = struct.unpack("<HH" if getattr(ds, "_read_little", True) is not False else ">HH", head)
+    return (group << 16 | element) in (0x7FE00008, 0x7FE00009, 0x7FE00010)
 
 
 def _raise_empty(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, start: int,
@@ -279,7 +297,7 @@ def _check_dataset(ds: Dataset, name: str, size: int | None) -> int | None:
     """Convert the elements of ``ds`` (recursively), check their lengths; return where the last one ends."""
     end: int | None = None
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)  # a deferred element is checked, not read
         end = None
         if isinstance(raw, RawDataElement):
             end = _check_raw(raw, name, size)

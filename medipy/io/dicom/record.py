@@ -109,6 +109,12 @@ def _float(ds: Dataset, keyword: str) -> float | None:
     return out if out is not None and math.isfinite(out) else None
 
 
+def _length(ds: Dataset, keyword: str) -> float | None:
+    """A length in mm (Slice Thickness, Spacing Between Slices): None unless finite, non-zero and < 1e7."""
+    value = _float(ds, keyword)
+    return value if value is not None and 0 < abs(value) < 1e7 else None
+
+
 def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
     """n finite floats, else None (absent, wrong count, NaN or absurd values are treated as missing)."""
     value = ds.get(keyword)
@@ -199,8 +205,8 @@ def record_from_frame(
         pixel_spacing=spacing,  # type: ignore[arg-type]
         orientation=_orientation(ds),
         position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        slice_thickness=_float(ds, "SliceThickness"),
-        spacing_between_slices=_float(ds, "SpacingBetweenSlices"),
+        slice_thickness=_length(ds, "SliceThickness"),
+        spacing_between_slices=_length(ds, "SpacingBetweenSlices"),
         gantry_tilt=_float(ds, "GantryDetectorTilt"),
         echo_number=_int(ds, "EchoNumbers"),
         echo_time=_float(ds, "EchoTime") if "EchoTime" in ds else _float(ds, "EffectiveEchoTime"),
