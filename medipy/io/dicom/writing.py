@@ -45,6 +45,7 @@ UTF8_CHARSET = "ISO_IR 192"
 _TEXT_VRS = frozenset({VR.SH, VR.LO, VR.ST, VR.LT, VR.UC, VR.UT})
 _SWAP_WIDTH: dict[str, int] = {VR.OW: 2, VR.OF: 4, VR.OL: 4, VR.OD: 8, VR.OV: 8}
 _CHARSET_TAG = 0x00080005
+_PIXEL_DATA_TAG = 0x7FE00010
 
 
 def write(dataset: Dataset, path: str | os.PathLike[str]) -> None:
@@ -161,10 +162,21 @@ def _clean(dataset: Dataset, charset: str | list[str] | None, *, swap: bool) -> 
             elif new.VR in _TEXT_VRS:
                 new.value = _decoded_texts(new.value, encodings)
             elif swap and new.VR in _SWAP_WIDTH and isinstance(new.value, bytes):
-                width = _SWAP_WIDTH[new.VR]
-                new.value = np.frombuffer(new.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+                # Pixel Data holds values of Bits Allocated (pydicom reads it so), whatever its VR says
+                width = _pixel_width(dataset) if tag == _PIXEL_DATA_TAG else _SWAP_WIDTH[new.VR]
+                if width > 1 and len(new.value) % width == 0:
+                    new.value = np.frombuffer(new.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
         out[tag] = new
     return out
+
+
+def _pixel_width(dataset: Dataset) -> int:
+    """Bytes per stored value of native Pixel Data: Bits Allocated / 8 (1 when 1 or 8 bits, or unknown)."""
+    try:
+        bits = int(dataset.get("BitsAllocated") or 8)
+    except (TypeError, ValueError):
+        return 1
+    return bits // 8 if bits in (16, 32, 64) else 1
 
 
 def _decoded_names(value: Any, encodings: list[str]) -> Any:
