@@ -78,7 +78,9 @@ def _source_root(source: Any, paths: list[str]) -> str | None:
 def _relative(issue: FileIssue, root: str | None) -> FileIssue:
     if root is None or not issue.path:
         return issue
-    return FileIssue(os.path.relpath(issue.path, root).replace(os.sep, "/"), issue.kind, issue.reason)
+    prefix = os.path.join(os.path.abspath(root), "")
+    return FileIssue(os.path.relpath(issue.path, root).replace(os.sep, "/"), issue.kind,
+                     issue.reason.replace(prefix, ""))
 
 
 def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None = None

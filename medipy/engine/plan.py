@@ -116,10 +116,15 @@ class SeriesPlan:
 
 
 def _deduplicate(files: Sequence[ScannedFile]) -> tuple[list[ScannedFile], list[FileIssue]]:
+    """Keep each SOP Instance UID once: the most complete copy (most slices), then the first path.
+
+    (An excerpt such as a one-frame copy of a multi-frame object carries the same UID: the whole object
+    is kept.)
+    """
     kept: dict[str, ScannedFile] = {}
     out: list[ScannedFile] = []
     issues: list[FileIssue] = []
-    for scanned in sorted(files, key=lambda f: f.path):
+    for scanned in sorted(files, key=lambda f: (-len(f.records), f.path)):
         uid = scanned.records[0].sop_instance_uid
         if uid and uid in kept:
             issues.append(FileIssue(scanned.path, IssueKind.DUPLICATE,
@@ -128,6 +133,7 @@ def _deduplicate(files: Sequence[ScannedFile]) -> tuple[list[ScannedFile], list[
         if uid:
             kept[uid] = scanned
         out.append(scanned)
+    out.sort(key=lambda f: f.path)
     return out, issues
 
 
