@@ -232,7 +232,7 @@ def _pixel_location(ds: Dataset, transfer_syntax: str) -> tuple[int | None, int 
     """Byte offset and length of native Pixel Data in the file it was read from, when known."""
     if transfer_syntax not in _NATIVE or 0x7FE00010 not in ds:
         return None, None
-    element = ds.get_item(0x7FE00010)
+    element = ds.get_item(0x7FE00010, keep_deferred=True)  # a deferred value is located, not read
     tell = getattr(element, "value_tell", None)
     length = getattr(element, "length", None)
     if tell is None or length is None or length == 0xFFFFFFFF:

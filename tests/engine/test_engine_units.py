@@ -1,0 +1,166 @@
+"""Engine pieces on small inputs: safe names, scan records, the threaded scheduler, lazy stack arrays, cluster
+options and jobqueue scripts, the CLI."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from medipy.engine import ClusterOptions, ConvertOptions, IssueKind, ScannedFile, convert, open_runner
+from medipy.engine.cluster import jobqueue_cluster, load_cluster_options
+from medipy.engine.plan import node_name
+from medipy.engine.scan import list_files, scan_file
+from medipy.errors import ConfigError
+
+CT = "dcmqi/ct-3slice"
+
+
+@pytest.mark.parametrize("uid", ["../../etc/passwd", "/abs", "1.2/../3", "a" * 300, "1.2.3\x00", "..", ""])
+def test_node_name_never_escapes(uid: str) -> None:
+    name = node_name(uid)
+    assert name.isalnum() or set(name) <= set("0123456789.")
+    assert "/" not in name and name not in (".", "..")
+
+
+def test_node_name_keeps_valid_uids() -> None:
+    assert node_name("1.2.840.10008.5.1") == "1.2.840.10008.5.1"
+
+
+def _write_slice(path: Path, series_uid: str, z: float) -> None:
+    from pydicom.dataset import FileDataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.Modality = series_uid, "1.2.3", "CT"
+    ds.Rows = ds.Columns = 4
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelSpacing, ds.ImageOrientationPatient = [0.5, 0.5], [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0, 0, z]
+    ds.PixelData = (np.arange(16, dtype="<i2") + int(z)).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_hostile_series_uid_stays_inside_the_store(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    for z in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _write_slice(export / f"{z}.dcm", "../../../escaped", float(z))
+    out = tmp_path / "out" / "store.zarr"
+    report = convert(export, out, cluster=ClusterOptions("synchronous"))
+    assert len(report.stacks) == 1
+    path = report.stacks[0]["path"]
+    assert ".." not in path and path.startswith("series-h")
+    assert not (tmp_path / "escaped").exists()
+    data = zarr.open_group(str(out), mode="r")[path]["0"][...]
+    assert data.shape == (3, 4, 4) and int(data[2, 0, 0]) == 2
+
+
+def test_scan_records_are_small_plain_and_picklable(testdata: Path) -> None:
+    item = scan_file(str(testdata / CT / "01.dcm"))
+    assert isinstance(item, ScannedFile)
+    record = item.records[0]
+    assert record.pixel_offset is not None and record.pixel_length == 512 * 512 * 2
+    assert len(pickle.dumps(item)) < 20_000
+    assert pickle.loads(pickle.dumps(item)) == item
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("derived_broken/truncated_in_header.dcm", IssueKind.BROKEN),
+    ("derived_broken/text_named.dcm", IssueKind.NOT_DICOM),
+    ("pydicom/test_files/dicomdirtests/DICOMDIR", IssueKind.DICOMDIR),
+    ("pydicom/test_files/rtplan.dcm", IssueKind.NON_IMAGE),
+])
+def test_scan_turns_bad_files_into_issues(testdata: Path, name: str, kind: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        issue = scan_file(str(testdata / name))
+    assert issue.kind == kind and issue.reason
+
+
+def test_list_files_reads_a_dicomdir(testdata: Path) -> None:
+    files = list_files(str(testdata / "pydicom/test_files/dicomdirtests/DICOMDIR"))
+    assert len(files) > 10 and all(Path(f).is_file() for f in files)
+
+
+def test_threads_scheduler_and_lazy_arrays_equal_image(testdata: Path, tmp_path: Path) -> None:
+    from medipy.engine import plan_export, stack_array
+    from medipy.io.dicom.assembly import image
+    from medipy.io.dicom.reading import read
+
+    paths = list_files(testdata / CT)
+    with open_runner(ClusterOptions("threads", workers=2)) as runner:
+        plans, issues = plan_export(paths, runner)
+        (stack,) = [s for p in plans for s in p.stacks]
+        array = stack_array(stack)
+        assert array.chunks[1:] == ((512,), (512,))
+        (values,) = runner.compute(array)
+        report = convert(paths, tmp_path / "t.zarr", runner=runner)
+    expected = image([read(p) for p in paths if p.endswith(".dcm")])
+    np.testing.assert_array_equal(values, expected.data)
+    assert values.dtype == expected.data.dtype
+    stored = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")[report.stacks[0]["path"]]
+    np.testing.assert_array_equal(stored["0"][...], expected.data)
+    assert stored.attrs["medipy"]["complete"] is True
+    np.testing.assert_allclose(stored.attrs["medipy"]["affine"], expected.lps_affine)
+
+
+def test_cluster_options_from_cli() -> None:
+    assert ClusterOptions.from_cli("threads", 3) == ClusterOptions("threads", workers=3)
+    assert ClusterOptions.from_cli("tcp://127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
+    with pytest.raises(ConfigError, match="workers"):
+        ClusterOptions("processes", workers=0)
+
+
+def test_cluster_yaml_errors_name_the_key_and_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster:\n  scheduler: slurm\n  jobqueue: {cores: 2, memroy: 4GB}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*memroy"):
+        load_cluster_options(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("cluster:\n  workers: two\n")
+    with pytest.raises(ConfigError, match="'workers' must be an integer"):
+        load_cluster_options(wrong)
+
+
+@pytest.mark.parametrize(("kind", "directive"), [("slurm", "#SBATCH"), ("pbs", "#PBS")])
+def test_jobqueue_job_script_from_yaml(tmp_path: Path, kind: str, directive: str) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"cluster:\n  scheduler: {kind}\n  jobqueue:\n    cores: 8\n    memory: 32GB\n"
+                      "    queue: normal\n    walltime: '02:00:00'\n    jobs: 4\n"
+                      "    job_extra_directives: ['--exclusive']\n")
+    options = load_cluster_options(config)
+    assert options.jobqueue.jobs == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = jobqueue_cluster(options)
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+    assert directive in script and "normal" in script and "--exclusive" in script
+    assert "--nthreads" in script or "--nworkers" in script
+
+
+def test_cli_convert(testdata: Path, tmp_path: Path, capsys) -> None:
+    from medipy.cli import main
+
+    out = tmp_path / "cli.zarr"
+    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "synchronous"]) == 0
+    assert "1 images" in capsys.readouterr().out
+    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "synchronous"]) == 1  # exists
+    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "threads", "--workers", "2",
+                 "--overwrite"]) == 0
