@@ -67,7 +67,7 @@ def test_no_good_file_is_lost(corpus_sync, serial_datasets) -> None:
     _, store = corpus_sync
     root = _root(store)
     used = set()
-    for path, _data, attrs in _images(store):
+    for _path, _data, attrs in _images(store):
         files = attrs["medipy"]["files"]
         used.update(f for volume in (files if isinstance(files[0], list) else [files]) for f in volume)
     accounted = used | {f["path"] for f in root["failures"]} | {f["path"] for f in root["skipped"]}
@@ -108,7 +108,8 @@ def test_every_stack_equals_serial_image(corpus_sync, serial_datasets) -> None:
         uids, frames = meta["sop_instance_uids"], meta["frames"]
         files = series_files[path.split("/")[0]]
         if not meta["complete"]:  # undecodable pixels: listed, and the serial image() fails as well
-            assert meta["failed_slices"] and data.ndim == 3, path
+            assert meta["failed_slices"], path
+            assert data.ndim == 3, path
             # TypeError: badVR.dcm (Rows "1A") trips pixels._check_native_length (reported upstream)
             with pytest.raises((PixelDecodeError, TypeError)):
                 image(_serial_stack(files, list(zip(uids, frames, strict=True)), serial_datasets))
@@ -136,7 +137,8 @@ def test_stack_listing_and_completion(corpus_sync) -> None:
     root = _root(store)
     assert len(root["stacks"]) >= 90
     for entry in root["stacks"]:
-        assert entry["path"].startswith("series-") and "/stack-" in entry["path"]
+        assert entry["path"].startswith("series-")
+        assert "/stack-" in entry["path"]
         assert set(entry) >= {"patient_id", "study_instance_uid", "series_instance_uid", "series_number",
                               "series_description", "modality", "shape", "complete"}
     fmri = [s for s in root["stacks"] if s["shape"] == [10, 15, 64, 64]]

@@ -13,7 +13,7 @@ import zarr
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medipy.engine import ClusterOptions, ConvertOptions, IssueKind, ScannedFile, convert, open_runner
+from medipy.engine import ClusterOptions, IssueKind, ScannedFile, convert, open_runner
 from medipy.engine.cluster import jobqueue_cluster, load_cluster_options
 from medipy.engine.plan import node_name
 from medipy.engine.scan import list_files, scan_file
@@ -26,7 +26,8 @@ CT = "dcmqi/ct-3slice"
 def test_node_name_never_escapes(uid: str) -> None:
     name = node_name(uid)
     assert name.isalnum() or set(name) <= set("0123456789.")
-    assert "/" not in name and name not in (".", "..")
+    assert "/" not in name
+    assert name not in (".", "..")
 
 
 def test_node_name_keeps_valid_uids() -> None:
@@ -63,17 +64,20 @@ def test_hostile_series_uid_stays_inside_the_store(tmp_path: Path) -> None:
     report = convert(export, out, cluster=ClusterOptions("synchronous"))
     assert len(report.stacks) == 1
     path = report.stacks[0]["path"]
-    assert ".." not in path and path.startswith("series-h")
+    assert ".." not in path
+    assert path.startswith("series-h")
     assert not (tmp_path / "escaped").exists()
     data = zarr.open_group(str(out), mode="r")[path]["0"][...]
-    assert data.shape == (3, 4, 4) and int(data[2, 0, 0]) == 2
+    assert data.shape == (3, 4, 4)
+    assert int(data[2, 0, 0]) == 2
 
 
 def test_scan_records_are_small_plain_and_picklable(testdata: Path) -> None:
     item = scan_file(str(testdata / CT / "01.dcm"))
     assert isinstance(item, ScannedFile)
     record = item.records[0]
-    assert record.pixel_offset is not None and record.pixel_length == 512 * 512 * 2
+    assert record.pixel_offset is not None
+    assert record.pixel_length == 512 * 512 * 2
     assert len(pickle.dumps(item)) < 20_000
     assert pickle.loads(pickle.dumps(item)) == item
 
@@ -88,12 +92,14 @@ def test_scan_turns_bad_files_into_issues(testdata: Path, name: str, kind: str) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         issue = scan_file(str(testdata / name))
-    assert issue.kind == kind and issue.reason
+    assert issue.kind == kind
+    assert issue.reason
 
 
 def test_list_files_reads_a_dicomdir(testdata: Path) -> None:
     files = list_files(str(testdata / "pydicom/test_files/dicomdirtests/DICOMDIR"))
-    assert len(files) > 10 and all(Path(f).is_file() for f in files)
+    assert len(files) > 10
+    assert all(Path(f).is_file() for f in files)
 
 
 def test_threads_scheduler_and_lazy_arrays_equal_image(testdata: Path, tmp_path: Path) -> None:
@@ -151,7 +157,9 @@ def test_jobqueue_job_script_from_yaml(tmp_path: Path, kind: str, directive: str
             script = cluster.job_script()
         finally:
             cluster.close()
-    assert directive in script and "normal" in script and "--exclusive" in script
+    assert directive in script
+    assert "normal" in script
+    assert "--exclusive" in script
     assert "--nthreads" in script or "--nworkers" in script
 
 
