@@ -20,6 +20,7 @@ __all__ = [
     "GeometryError",
     "ConfigError",
     "ExportError",
+    "OutputLockedError",
 ]
 
 
@@ -85,3 +86,7 @@ class ConfigError(MedipyError, ValueError):
 
 class ExportError(MedipyError, ValueError):
     """An image cannot be exported as asked (e.g. to NIfTI): the message says why and what to change."""
+
+
+class OutputLockedError(MedipyError, RuntimeError):
+    """Another medipy run holds the lock of an output (the message names its process, host and lock file)."""
