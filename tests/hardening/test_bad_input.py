@@ -240,6 +240,33 @@ def test_compressed_frame_count_beyond_fragments(example_path: Callable, tmp_pat
         medipy.io.dicom.image([medipy.io.dicom.read(path)])
 
 
+def test_rle_decoder_panic_is_a_pixel_decode_error(example_path: Callable, tmp_path: Path,
+                                                   raises_naming: Callable) -> None:
+    """pylibjpeg-rle panics (a Rust index out of bounds, a BaseException) on this one-byte corruption."""
+    data = bytearray(example_path("MR_small_RLE.dcm").read_bytes())
+    data[6019] = 149  # found by test_fuzz.py::test_mutated_real_file
+    path = tmp_path / "rle_panic.dcm"
+    path.write_bytes(bytes(data))
+    with raises_naming(PixelDecodeError, path, match="RLE"):
+        medipy.io.dicom.image([medipy.io.dicom.read(path)])
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    (b"1.2.840.10008.1.2.1\x00", b" .2.840.10008.1.2.1\x00"),  # Transfer Syntax UID that is no UID
+    (b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.9\x00"),  # ... an unknown one
+    (b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x10\x00LO\x02\x00"),  # Rows read as text
+    (b"\x28\x00\x00\x01US\x02\x00", b"\x28\x00\x00\x01SH\x02\x00"),  # Bits Allocated read as text
+])
+def test_corrupt_pixel_module_values(example_path: Callable, tmp_path: Path, raises_naming: Callable,
+                                     old: bytes, new: bytes) -> None:
+    data = example_path(CT).read_bytes()
+    assert data.count(old) == 1
+    path = tmp_path / "corrupt_value.dcm"
+    path.write_bytes(data.replace(old, new))
+    with raises_naming(PixelDecodeError, path):
+        medipy.io.dicom.image([medipy.io.dicom.read(path)])
+
+
 # --- geometry --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("keyword", "warning"), [

@@ -39,6 +39,8 @@ _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", _BIG_ENDIAN}
 
 def _plugin_for(transfer_syntax: str) -> str:
     uid = UID(transfer_syntax) if transfer_syntax else None
+    if uid is not None and not uid.is_transfer_syntax:
+        return "none: this is not a known transfer syntax (corrupt File Meta header?); re-export the file"
     if uid is None or not uid.is_compressed:
         return "none needed (native data: the Pixel Data is probably truncated or inconsistent with Rows, "\
             "Columns, Bits Allocated and Number of Frames)"
@@ -88,7 +90,10 @@ def decode(ds: Dataset, index: int | None = None, *, path: str | None = None) ->
         from pydicom.pixels import pixel_array
 
         return pixel_array(ds, index=index)
-    except Exception as exc:
+    except BaseException as exc:
+        # Rust decoders (pylibjpeg-rle) panic on some corrupt data: pyo3's PanicException is a BaseException
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
         name = UID(syntax).name if syntax else "unknown transfer syntax"
         frame = "" if index is None else f", frame {index}"
         raise PixelDecodeError(
@@ -111,6 +116,8 @@ def _check_native_length(ds: Dataset, where: Any) -> None:
         expected = get_expected_length(ds, "bytes")
         actual = len(ds.PixelData)
     except Exception:  # noqa: BLE001 - incomplete pixel module: left to the decoder, which reports it
+        return
+    if not isinstance(expected, int):  # e.g. Rows read as text (a corrupt VR): left to the decoder
         return
     if actual > expected + expected % 2:
         raise PixelDecodeError(
