@@ -1,0 +1,171 @@
+"""Benchmark of the convert pipeline against plain references, on one synthetic export, in one run.
+
+    python benchmarks/bench_convert.py [EXPORT] [--workers 2] [--rss-files 2000 20000]
+
+Times, on the same files (warm cache): ``cat`` of every file; a plain ``multiprocessing.Pool`` pydicom header
+scan (``dcmread(stop_before_pixels=True)`` + the attributes grouping needs); the engine's scan (header
+records back in the client); the engine's full conversion to compressed OME-Zarr with 1 and N workers; and
+dcm2niix (PyPI ``dcm2niix``) with ``-z n``, ``-z i`` and its default ``-z y``. Prints a table and the ratios of
+issue 3, then the client's peak RSS for exports of small images with increasing file counts.
+Without EXPORT, a ~1,900-file, ~0.7 GB export is generated in a temporary folder (benchmarks/make_export.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _files(export: str) -> list[str]:
+    from medipy.engine.scan import list_files
+
+    return list_files(export)
+
+
+def _plain_header(path: str):
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - a reference scan: bad files count as scanned
+        return None
+    return (str(ds.get("SeriesInstanceUID", "")), str(ds.get("SOPInstanceUID", "")),
+            [float(v) for v in ds.get("ImagePositionPatient", []) or []], int(ds.get("Rows", 0) or 0))
+
+
+def time_cat(files: list[str]) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(files), 500):
+        subprocess.run(["cat", *files[i:i + 500]], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def time_pool_scan(files: list[str], workers: int) -> float:
+    start = time.perf_counter()
+    with get_context("spawn").Pool(workers) as pool:
+        pool.map(_plain_header, files, chunksize=64)
+    return time.perf_counter() - start
+
+
+def time_engine_scan(files: list[str], workers: int) -> float:
+    from medipy.engine.cluster import ClusterOptions, open_runner
+    from medipy.engine.scan import scan_bag
+
+    start = time.perf_counter()
+    with open_runner(ClusterOptions("processes", workers=workers)) as runner:
+        (items,) = runner.compute(scan_bag(files, workers=runner.workers))
+    assert len(items) == len(files)
+    return time.perf_counter() - start
+
+
+def time_convert(export: str, out: str, workers: int) -> tuple[float, dict]:
+    from medipy.engine import ClusterOptions, ConvertOptions, convert
+
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    report = convert(export, out, cluster=ClusterOptions("processes", workers=workers), options=ConvertOptions())
+    return time.perf_counter() - start, report.timings
+
+
+def time_dcm2niix(export: str, out: str, z: str) -> float:
+    binary = shutil.which("dcm2niix", path=os.path.dirname(sys.executable)) or shutil.which("dcm2niix")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    start = time.perf_counter()
+    subprocess.run([binary, "-z", z, "-b", "n", "-f", "%s_%d", "-o", out, export], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def _size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def client_rss(export: str, out: str, workers: int) -> float:
+    """Peak RSS (MB) of the client process of a conversion, measured in a fresh interpreter."""
+    code = (
+        "import resource, sys, warnings; warnings.simplefilter('ignore');"
+        "from medipy.engine import ClusterOptions, ConvertOptions, convert;"
+        f"convert({export!r}, {out!r}, cluster=ClusterOptions('processes', workers={workers}),"
+        " options=ConvertOptions(overwrite=True));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export", nargs="?")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rss-files", type=int, nargs="*", default=[2000, 20000])
+    parser.add_argument("--skip-timing", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    from make_export import make_export
+
+    work = tempfile.mkdtemp(prefix="medipy-bench-")
+    try:
+        export = args.export or os.path.join(work, "export")
+        if not args.export:
+            make_export(export)
+        rows: dict[str, float] = {}
+        if not args.skip_timing:
+            files = _files(export)
+            size = sum(os.path.getsize(f) for f in files)
+            time_cat(files)  # warm the cache
+            rows["cat (all files)"] = time_cat(files)
+            rows[f"pydicom header scan, Pool({args.workers})"] = time_pool_scan(files, args.workers)
+            rows[f"engine scan, {args.workers} workers"] = time_engine_scan(files, args.workers)
+            rows["engine convert, 1 worker"], _ = time_convert(export, os.path.join(work, "o1.zarr"), 1)
+            rows[f"engine convert, {args.workers} workers"], timings = time_convert(
+                export, os.path.join(work, "o.zarr"), args.workers)
+            zarr_bytes = _size(os.path.join(work, "o.zarr"))
+            for z in ("n", "i", "y"):
+                rows[f"dcm2niix -z {z}"] = time_dcm2niix(export, os.path.join(work, f"nii_{z}"), z)
+            print(f"\nexport: {len(files)} files, {size / 1e9:.2f} GB; OME-Zarr {zarr_bytes / 1e9:.2f} GB "
+                  f"(ratio {size / max(zarr_bytes, 1):.2f}); engine phases: "
+                  + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+            print(f"{'step':<34}{'seconds':>9}{'files/s':>10}{'MB/s':>9}")
+            for name, seconds in rows.items():
+                print(f"{name:<34}{seconds:>9.2f}{len(files) / seconds:>10.0f}{size / 1e6 / seconds:>9.0f}")
+            pool = rows[f"pydicom header scan, Pool({args.workers})"]
+            full = rows[f"engine convert, {args.workers} workers"]
+            ratios = {
+                "engine scan speed / Pool scan speed (target >= 0.95)":
+                    pool / rows[f"engine scan, {args.workers} workers"],
+                "convert time / dcm2niix -z n time (target <= 1.0)": full / rows["dcm2niix -z n"],
+                "dcm2niix -z i time / convert time (target >= 3)": rows["dcm2niix -z i"] / full,
+                "dcm2niix -z y time / convert time (target >= 10)": rows["dcm2niix -z y"] / full,
+                f"speed-up {args.workers} workers vs 1 (target >= 1.7)": rows["engine convert, 1 worker"] / full,
+            }
+            for name, value in ratios.items():
+                print(f"{name:<58}{value:>7.2f}")
+        for count in args.rss_files:
+            small = os.path.join(work, f"small_{count}")
+            series = max(1, count // 200)
+            make_export(small, ct=0, mr=series, mr_slices=count // series, size="small")
+            rss = client_rss(small, os.path.join(work, f"small_{count}.zarr"), args.workers)
+            print(f"client peak RSS, {count} files of 64x64: {rss:.0f} MB")
+            shutil.rmtree(small, ignore_errors=True)
+        print(json.dumps({k: round(v, 3) for k, v in rows.items()}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
