@@ -46,7 +46,8 @@ def _series(folder: Path, *, ct: bool, slices: int, size: int, patient: str, stu
         path = folder / f"IM{k + 1:05d}.dcm"
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Synthetic^{patient}", patient, "19700101", "O"
+        ds.PatientName, ds.PatientID = f"Synthetic^{patient}", patient
+        ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
         ds.StudyInstanceUID, ds.StudyID, ds.StudyDate, ds.StudyTime = study, "1", "20240101", "120000"
         ds.SeriesInstanceUID, ds.SeriesNumber = series_uid, number
         ds.SeriesDescription = f"{'CT chest' if ct else 'MR T1'} {number}"
