@@ -1,0 +1,188 @@
+"""The convert pipeline: a DICOM export to an OME-Zarr store, resumable, with a report and thumbnails.
+
+scan + shuffle (:func:`~medipy.pipelines.common.plan_input`) -> select -> for each stack not yet complete:
+create its image, write its shards (as they finish, a stack whose shards are all written is marked
+complete) -> root listing -> thumbnails -> ``report.json`` and ``report.html`` -> run state ``done``.
+
+An interrupted run leaves complete stacks (``medipy.complete`` true) and partial ones; re-running the same
+command redoes only the partial ones (their array is re-created) and rewrites the root listing, so that the
+store ends identical to that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from typing import Any
+
+from medipy.pipelines.common import Planned, plan_input, relative_issue, runner_for, split_issues, take_output
+from medipy.pipelines.runfile import EXAMPLE, RunConfig
+
+from medipy.engine.checkpoint import write_state
+from medipy.engine.cluster import Runner
+from medipy.engine.plan import StackPlan
+from medipy.engine.progress import map_unordered
+from medipy.engine.report import RunReport, write_html, write_json
+from medipy.engine.scan import FileIssue
+from medipy.engine.thumbnails import stack_thumbnail
+from medipy.engine.zarr_sink import (
+    FORMAT_VERSION,
+    SinkOptions,
+    create_image,
+    finish_image,
+    stack_summary,
+    write_jobs,
+    write_root,
+    write_shard,
+)
+
+__all__ = ["fingerprint", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(config: RunConfig, sink: SinkOptions) -> dict[str, Any]:
+    """What makes two runs write the same store (not where they run)."""
+    source = config.input if config.input == EXAMPLE else os.path.abspath(config.input)
+    return {"pipeline": "convert", "input": source, "select": config.select.as_dict(),
+            "four_d": config.options.four_d, "sink": asdict(sink), "format": FORMAT_VERSION}
+
+
+def _stack_entry(plan: StackPlan, issues: list[FileIssue]) -> dict[str, Any]:
+    entry = stack_summary(plan, issues)
+    entry["files"] = len({r.path for r in plan.records})
+    entry["warnings"] = list(plan.warnings)
+    return entry
+
+
+def _complete(root: str, stacks: list[StackPlan]) -> set[str]:
+    """The stacks already marked complete in the store."""
+    import zarr
+
+    group = zarr.open_group(store=root, mode="a")
+    done: set[str] = set()
+    for plan in stacks:
+        try:
+            attrs = group[plan.path].attrs.get("medipy", {})
+        except KeyError:
+            continue
+        if attrs.get("complete") is True:
+            done.add(plan.path)
+    return done
+
+
+def _write(root: str, planned: Planned, runner: Runner, sink: SinkOptions, progress: bool
+           ) -> tuple[dict[str, list[FileIssue]], int]:
+    """Write every stack not yet complete; returns the unreadable slices of each, and the number resumed."""
+    done = _complete(root, planned.stacks)
+    todo = [s for s in planned.stacks if s.path not in done]
+    logger.info("%d stacks to write, %d already complete", len(todo), len(done))
+    jobs, owner = [], []
+    for plan in todo:
+        create_image(root, plan, sink, source_root=planned.root)
+        for job in write_jobs(root, plan, sink):
+            jobs.append(job)
+            owner.append(plan)
+    remaining = {plan.path: 0 for plan in todo}
+    for plan in owner:
+        remaining[plan.path] += 1
+    found: dict[str, list[FileIssue]] = {plan.path: [] for plan in todo}
+    for index, issues in map_unordered(runner, write_shard, jobs, desc="write", enabled=progress):
+        plan = owner[index]
+        found[plan.path].extend(relative_issue(i, planned.root) for i in issues)
+        remaining[plan.path] -= 1
+        if remaining[plan.path] == 0:
+            found[plan.path].sort(key=lambda i: (i.path, i.kind))
+            finish_image(root, plan, found[plan.path], source_root=planned.root)
+    return found, len(done)
+
+
+def _thumbnails(root: str, stacks: list[StackPlan], runner: Runner, progress: bool) -> dict[str, bytes]:
+    paths = [os.path.join(root, *s.path.split("/"), "0") for s in stacks]
+    out: dict[str, bytes] = {}
+    for index, png in map_unordered(runner, stack_thumbnail, paths, desc="thumbnails", enabled=progress):
+        out[stacks[index].path] = png
+    return out
+
+
+def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | None = None) -> RunReport:
+    """Convert ``config.input`` to the OME-Zarr store ``config.output`` (resuming an interrupted run).
+
+    Parameters
+    ----------
+    config
+        The run (input, output, cluster, selection, options); see :mod:`medipy.pipelines.runfile`.
+    runner
+        An open runner to reuse (else one is opened from ``config.cluster``).
+    sink
+        Storage options (compression, chunking).
+
+    Returns
+    -------
+    RunReport
+        Also written to ``OUT/report.json`` (and ``OUT/report.html`` with a thumbnail per stack).
+
+    Raises
+    ------
+    ConfigError
+        The output holds something else (see :func:`medipy.pipelines.common.take_output`).
+    OutputLockedError
+        Another run is writing the output.
+    """
+    import zarr
+
+    sink = sink or SinkOptions()
+    start = time.perf_counter()
+    root = os.fspath(config.output)
+    options = config.options
+    if options.dry_run:
+        with runner_for(config.cluster, runner) as opened:
+            planned = plan_input(config.input, opened, selection=config.select, four_d=options.four_d,
+                                 progress=options.progress)
+        return _report(config, planned, {}, 0, start, {}, dry_run=True)
+    command = f"medipy convert {config.input} {root}"
+    with take_output(root, fingerprint(config, sink), overwrite=options.overwrite, command=command) as finished:
+        if finished is not None:
+            return finished
+        zarr.open_group(store=root, mode="a")
+        with runner_for(config.cluster, runner) as opened:
+            planned = plan_input(config.input, opened, selection=config.select, four_d=options.four_d,
+                                 progress=options.progress)
+            timings = {"scan_and_plan": time.perf_counter() - start}
+            found, resumed = _write(root, planned, opened, sink, options.progress)
+            timings["write"] = time.perf_counter() - start - timings["scan_and_plan"]
+            summaries = [stack_summary(s, found.get(s.path, [])) for s in planned.stacks]
+            slice_issues = [i for issues in found.values() for i in issues]
+            failures, _, skipped = split_issues(planned.issues, planned.root)
+            write_root(root, summaries, _sorted(_issues(failures) + [i for i in slice_issues if i.is_failure]),
+                       _sorted(_issues(skipped) + [i for i in slice_issues if not i.is_failure]),
+                       source=planned.root)
+            thumbs = _thumbnails(root, planned.stacks, opened, options.progress) if options.thumbnails else {}
+        report = _report(config, planned, found, resumed, start, timings)
+        write_json(report, root)
+        write_html(report, root, thumbs)
+        write_state(root, fingerprint(config, sink), "done")
+    return report
+
+
+def _sorted(issues: list[FileIssue]) -> list[FileIssue]:
+    return sorted(issues, key=lambda i: (i.path, i.kind))
+
+
+def _issues(entries: list[dict[str, str]]) -> list[FileIssue]:
+    return [FileIssue(e["path"], e["kind"], e["reason"]) for e in entries]
+
+
+def _report(config: RunConfig, planned: Planned, found: dict[str, list[FileIssue]], resumed: int, start: float,
+            timings: dict[str, float], *, dry_run: bool = False) -> RunReport:
+    failures, duplicates, skipped = split_issues(
+        planned.issues + [i for issues in found.values() for i in issues], planned.root)
+    stacks = [_stack_entry(s, found.get(s.path, [])) for s in planned.stacks]
+    warnings = [{"stack": s.path, "warning": w} for s in planned.stacks for w in s.warnings]
+    timings = dict(timings, total=time.perf_counter() - start)
+    return RunReport("convert", planned.root, config.output, files=len(planned.paths), bytes=planned.bytes,
+                     stacks=stacks, excluded=planned.excluded, written=0 if dry_run else len(stacks) - resumed,
+                     resumed=resumed, failures=failures, duplicates=duplicates, skipped=skipped, warnings=warnings,
+                     timings=timings, dry_run=dry_run)
