@@ -267,6 +267,31 @@ def test_corrupt_pixel_module_values(example_path: Callable, tmp_path: Path, rai
         medipy.io.dicom.image([medipy.io.dicom.read(path)])
 
 
+def test_corrupt_file_meta_vr(example_path: Callable, tmp_path: Path, raises_naming: Callable) -> None:
+    """An unknown VR in the File Meta group: refused by read(), not later when the meta is first used."""
+    data = example_path(CT).read_bytes()
+    path = tmp_path / "meta_vr.dcm"
+    path.write_bytes(data.replace(b"\x02\x00\x02\x00UI", b"\x02\x00\x02\x00U\x00", 1))
+    with raises_naming(BrokenDicomError, path, match=r"\(0002,0002\)"):
+        medipy.io.dicom.read(path)
+
+
+def test_non_numeric_grid_frame_offsets(example_path: Callable, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    """RT Dose frame offsets that are not numbers: positions treated as missing, the dose grid still loads."""
+    source = example_path("rtdose.dcm")
+    offset = pydicom.dcmread(source, defer_size=0).get_item(0x3004000C, keep_deferred=True).value_tell
+    data = bytearray(source.read_bytes())
+    data[offset + 1] = 0  # "0.0" -> "0\x000" (found by test_fuzz.py::test_mutated_real_file)
+    path = tmp_path / "rtdose.dcm"
+    path.write_bytes(bytes(data))
+    [stack] = medipy.io.dicom.stacks([medipy.io.dicom.read(path)])
+    image = medipy.io.dicom.image(stack)
+    assert image.shape == (15, 10, 10)
+    assert "duplicate slice positions" in image.metadata["geometry_warnings"]
+    assert "per-frame geometry unreadable" in caplog.text
+
+
 # --- geometry --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("keyword", "warning"), [

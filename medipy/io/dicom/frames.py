@@ -225,7 +225,22 @@ def frame_headers(ds: Dataset, layout: FrameLayout | None = None) -> list[DataSe
                 items = frame.DiffusionGradientDirectionSequence
                 if items and "DiffusionGradientOrientation" in items[0]:
                     _set(frame, "DiffusionGradientOrientation", items[0].DiffusionGradientOrientation)
-    elif layout.kind == "mosaic":
+    else:
+        try:
+            _frame_geometry(ds, frames, layout)
+        except (TypeError, ValueError, ArithmeticError, IndexError) as exc:
+            # geometry values that are not numbers (a corrupt file): per-frame positions treated as missing,
+            # which the stack geometry then reports
+            logger.warning("%s: per-frame geometry unreadable (%s), frame positions left unset",
+                           getattr(ds, "path", None) or getattr(ds, "filename", None), exc)
+    for frame in frames:
+        _set(frame, "NumberOfFrames", 1)
+    return frames
+
+
+def _frame_geometry(ds: Dataset, frames: list[DataSet], layout: FrameLayout) -> None:
+    """Per-frame (or per-tile) geometry of mosaics, NM tomograms and RT Dose grids."""
+    if layout.kind == "mosaic":
         _mosaic_geometry(ds, frames, layout)
     elif layout.kind == "nm":
         _nm_geometry(ds, frames)
@@ -236,9 +251,6 @@ def frame_headers(ds: Dataset, layout: FrameLayout | None = None) -> list[DataSe
         if orientation is not None and position is not None and len(offsets) == len(frames):
             relative = offsets if offsets[0] == 0 else [v - offsets[0] for v in offsets]
             _set_positions(frames, list(position), _normal(list(orientation)), relative)
-    for frame in frames:
-        _set(frame, "NumberOfFrames", 1)
-    return frames
 
 
 def _mosaic_geometry(ds: Dataset, frames: list[DataSet], layout: FrameLayout) -> None:

@@ -248,6 +248,7 @@ def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, star
     deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
     if len(ds) == 0:
         _raise_empty(ds, name, source, size, start, stop_before_pixels)
+    _check_dataset(ds.file_meta, name, None)  # its elements are converted now, not on first use
     last_end = _check_dataset(ds, name, None if deflated else size)
     if deflated or last_end is None:
         return
