@@ -1,5 +1,5 @@
 """Engine pieces on small inputs: safe names, scan records, the threaded scheduler, lazy stack arrays, cluster
-options and jobqueue scripts, the CLI."""
+options and jobqueue scripts (the CLI is tested in tests/cli)."""
 
 from __future__ import annotations
 
@@ -161,14 +161,3 @@ def test_jobqueue_job_script_from_yaml(tmp_path: Path, kind: str, directive: str
     assert "normal" in script
     assert "--exclusive" in script
     assert "--nthreads" in script or "--nworkers" in script
-
-
-def test_cli_convert(testdata: Path, tmp_path: Path, capsys) -> None:
-    from medipy.cli import main
-
-    out = tmp_path / "cli.zarr"
-    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "synchronous"]) == 0
-    assert "1 images" in capsys.readouterr().out
-    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "synchronous"]) == 1  # exists
-    assert main(["convert", str(testdata / CT), str(out), "--scheduler", "threads", "--workers", "2",
-                 "--overwrite"]) == 0
