@@ -173,7 +173,8 @@ def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | Fi
 
     options = options or ScanOptions()
     try:
-        ds = read(path, defer_size=options.defer_size)
+        # lengths only: header_json below decodes every public element, a corrupt value fails there
+        ds = read(path, defer_size=options.defer_size, check="lengths")
     except NotDicomError as exc:
         return FileIssue(path, IssueKind.NOT_DICOM, exc.reason)
     except BrokenDicomError as exc:

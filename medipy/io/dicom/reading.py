@@ -17,6 +17,7 @@ import struct
 import zlib
 
 import pydicom
+from pydicom.misc import size_in_bytes
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
@@ -42,7 +43,7 @@ _ACCESS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Perm
 
 
 def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
-         defer_size: int | str | None = None) -> DataSet:
+         defer_size: int | str | None = None, check: str = "values") -> DataSet:
     """Read a DICOM file (a DICOMDIR included).
 
     Parameters
@@ -55,6 +56,10 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
     defer_size
         Elements longer than this (bytes, or a string like ``"512 KB"``) are read from the file only when
         accessed (see :func:`pydicom.dcmread`).
+    check
+        ``"values"`` (default): every element is decoded now, so that a corrupt value fails here and not on
+        first use. ``"lengths"``: only the element lengths are checked against the file (truncation), values
+        are decoded lazily by pydicom; for callers that decode what they need right away (the engine's scan).
 
     Returns
     -------
@@ -95,13 +100,20 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
             fp.seek(start)
             source = io.BytesIO(fp.read())
         size, start = size - start, 0
+    if check not in ("values", "lengths"):
+        raise ValueError(f"check must be 'values' or 'lengths', not {check!r}")
+    # With a small defer size, pydicom seeks over long values instead of reading them: no huge allocation
+    # can happen, and the plain (C-buffered) file is much faster than the bounded reader.
+    bounded = defer_size is None or size_in_bytes(defer_size) > _BoundedReader._SMALL
     try:
-        if isinstance(source, str):
+        if isinstance(source, str) and not bounded:
+            ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+        elif isinstance(source, str):
             with _BoundedReader(source) as fp:
                 ds = pydicom.dcmread(fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
         else:
             ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
-        _check(ds, name, source, size, start, stop_before_pixels)
+        _check(ds, name, source, size, start, stop_before_pixels, convert=check == "values")
     except MedipyError:
         raise
     except _ACCESS_ERRORS:
@@ -243,13 +255,13 @@ def _describe(head: bytes, size: int) -> str:
 # --- structural checks --------------------------------------------------------------------------------
 
 def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, start: int,
-           stop_before_pixels: bool) -> None:
-    """Convert every element and check that none was cut short by the end of the file."""
+           stop_before_pixels: bool, convert: bool = True) -> None:
+    """Check that no element was cut short by the end of the file (and convert every element if asked)."""
     deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
     if len(ds) == 0:
         _raise_empty(ds, name, source, size, start, stop_before_pixels)
     _check_dataset(ds.file_meta, name, None)  # its elements are converted now, not on first use
-    last_end = _check_dataset(ds, name, None if deflated else size)
+    last_end = _check_dataset(ds, name, None if deflated else size, convert)
     if deflated or last_end is None:
         return
     leftover = size - last_end
@@ -294,8 +306,9 @@ def _raise_empty(ds: FileDataset, name: str, source: str | io.BytesIO, size: int
         "re-copy or re-export the file", name)
 
 
-def _check_dataset(ds: Dataset, name: str, size: int | None) -> int | None:
-    """Convert the elements of ``ds`` (recursively), check their lengths; return where the last one ends."""
+def _check_dataset(ds: Dataset, name: str, size: int | None, convert: bool = True) -> int | None:
+    """Check the lengths of the elements of ``ds`` and convert them (recursively) when ``convert``; return
+    where the last one ends."""
     end: int | None = None
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)  # a deferred element is checked, not read
@@ -304,10 +317,12 @@ def _check_dataset(ds: Dataset, name: str, size: int | None) -> int | None:
             end = _check_raw(raw, name, size)
             if raw.value is None and raw.length not in (0, _UNDEFINED):
                 continue  # deferred: read from the file when accessed
+            if not convert:
+                continue
         elem = ds[tag]  # converts a raw element (pydicom decodes lazily): corrupt values fail now
         if elem.VR == VR.SQ:
             for item in elem.value or ():
-                _check_dataset(item, name, size)
+                _check_dataset(item, name, size, convert)
     return end
 
 
