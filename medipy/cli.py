@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 def _configure_logging(verbosity: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else logging.WARNING if verbosity == 0 else \
         logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbosity < 2:  # pydicom logs and warns on every odd value; failures are reported per file anyway
         import pydicom  # noqa: F401  (pydicom sets its logger's level when imported: import it first)
 
@@ -145,9 +145,14 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 
 def _job_script(config) -> str:
+    import dask
+    import dask_jobqueue  # noqa: F401  (loads its configuration defaults before they are amended)
+
     from medipy.engine.cluster import jobqueue_cluster
 
-    with jobqueue_cluster(config.cluster) as cluster:
+    # rendering starts a scheduler here: no dashboard on a fixed port (it may be taken on a login node)
+    options = {f"jobqueue.{config.cluster.scheduler}.scheduler-options": {"dashboard_address": ":0"}}
+    with dask.config.set(options), jobqueue_cluster(config.cluster) as cluster:
         return cluster.job_script()
 
 

@@ -50,9 +50,9 @@ def input_files(source: str) -> tuple[list[str], str]:
     if source == EXAMPLE:
         paths = example_files()
         return paths, os.path.commonpath([os.path.dirname(p) for p in paths])
+    source = os.path.abspath(source)  # workers of a distributed cluster have their own directory
     paths = list_files(source)
-    root = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
-    return paths, os.path.abspath(root)
+    return paths, source if os.path.isdir(source) else os.path.dirname(source)
 
 
 def relative_issue(issue: FileIssue, root: str) -> FileIssue:

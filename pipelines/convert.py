@@ -135,7 +135,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
 
     sink = sink or SinkOptions()
     start = time.perf_counter()
-    root = os.fspath(config.output)
+    root = os.path.abspath(config.output)  # workers of a distributed cluster have their own directory
     options = config.options
     if options.dry_run:
         with runner_for(config.cluster, runner) as opened:

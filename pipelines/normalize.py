@@ -97,7 +97,7 @@ def run(config: RunConfig, *, runner: Runner | None = None) -> RunReport:
         Another run is writing the output.
     """
     start = time.perf_counter()
-    out = os.fspath(config.output)
+    out = os.path.abspath(config.output)  # workers of a distributed cluster have their own directory
     options = config.options
     policy = WritePolicy(naming=NamingPolicy(), dicomdir=options.dicomdir)
     if options.dry_run:

@@ -84,9 +84,9 @@ def compute_with_progress(runner: Runner, *collections: Any, desc: str, enabled:
         futures = futures_of(persisted)
         progress.total = len(futures)
         progress.refresh()
-        for _ in as_completed(futures):
+        for _ in as_completed(futures, loop=runner.client.loop):
             progress.update(1)
-        return tuple(runner.client.compute(persisted, sync=True))
+        return runner.compute(*persisted)
 
 
 def _executor(runner: Runner) -> tuple[Executor | None, bool]:
@@ -145,12 +145,18 @@ def _windowed(executor: Any, func: Callable[[Any], Any], items: Sequence[Any], w
               distributed: bool) -> Iterator[tuple[int, Any]]:
     pending: dict[Any, int] = {}
     position = 0
+    completed = None
+    if distributed:
+        from distributed import as_completed
+
+        completed = as_completed(loop=executor.loop)
 
     def submit() -> None:
         nonlocal position
         while position < len(items) and len(pending) < window:
-            if distributed:
+            if completed is not None:
                 future = executor.submit(func, items[position], pure=False)
+                completed.add(future)
             else:
                 future = executor.submit(func, items[position])
             pending[future] = position
@@ -159,12 +165,10 @@ def _windowed(executor: Any, func: Callable[[Any], Any], items: Sequence[Any], w
     try:
         submit()
         while pending:
-            if distributed:
-                from distributed import wait as dwait
-
-                done = dwait(list(pending), return_when="FIRST_COMPLETED").done
+            if completed is not None:
+                done = [next(completed)]
             else:
-                done = wait(list(pending), return_when=FIRST_COMPLETED).done
+                done = list(wait(list(pending), return_when=FIRST_COMPLETED).done)
             for future in done:
                 index = pending.pop(future)
                 result = future.result()

@@ -1,0 +1,113 @@
+"""Resume and lock: a ``medipy convert`` of the corpus killed midway (SIGKILL of its process group), re-run,
+ends identical to an uninterrupted run; a second run into a locked output is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medipy.cli import EXIT_OK, EXIT_RUN_ERROR, main
+from medipy.engine.checkpoint import OutputLock
+
+
+def _complete_stacks(store: Path) -> int:
+    count = 0
+    for path in store.glob("*/*/zarr.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            count += json.loads(path.read_text())["attributes"]["medipy"]["complete"] is True
+    return count
+
+
+def _snapshot(store: Path) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    """Every zarr.json (metadata and attributes) and every array of a store."""
+    import zarr
+
+    metadata = {str(p.relative_to(store)): json.loads(p.read_text()) for p in sorted(store.rglob("zarr.json"))}
+    arrays = {name: zarr.open_array(store=str(store / Path(name).parent), mode="r")[...]
+              for name in metadata if metadata[name]["node_type"] == "array"}
+    return metadata, arrays
+
+
+def test_killed_convert_resumes_to_the_same_store(testdata, corpus_reference, medipy_command, tmp_path):
+    command, env = medipy_command
+    reference_code, reference = corpus_reference
+    out = tmp_path / "killed.zarr"
+    argv = [*command, "convert", str(testdata), str(out), "--scheduler", "processes", "--workers", "2", "-q"]
+    process = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while _complete_stacks(out) == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    total = len(json.loads((reference / "report.json").read_text())["stacks"])
+    killed_complete = _complete_stacks(out)
+    assert 0 < killed_complete < total
+    assert json.loads((out / ".medipy-run.json").read_text())["state"] == "running"
+    assert (out / ".medipy.lock").exists()  # left by the killed run: stale, replaced by the re-run
+
+    resumed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == reference_code, resumed.stderr
+    report = json.loads((out / "report.json").read_text())
+    expected = json.loads((reference / "report.json").read_text())
+    assert report["counts"] == expected["counts"]
+    assert report["resumed"] >= killed_complete
+    assert report["written"] + report["resumed"] == total
+    assert report["stacks"] == expected["stacks"]
+    assert report["failures"] == expected["failures"]
+
+    metadata, arrays = _snapshot(out)
+    expected_metadata, expected_arrays = _snapshot(reference)
+    assert metadata == expected_metadata
+    assert arrays.keys() == expected_arrays.keys()
+    for name, values in expected_arrays.items():
+        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+
+    again = subprocess.run([*argv[:-1], "-v"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == reference_code
+    assert "nothing to do" in again.stdout
+
+
+def test_a_second_run_into_a_locked_output_is_refused(tmp_path, caplog):
+    out = tmp_path / "locked.zarr"
+    with OutputLock(out, "the first run"):
+        assert main(["convert", "--example", str(out), "--scheduler", "synchronous", "-q"]) == EXIT_RUN_ERROR
+    assert "is being written by another medipy run" in caplog.text
+    assert f"pid {os.getpid()}" in caplog.text
+    assert "the first run" in caplog.text
+
+
+def test_a_stale_lock_is_replaced(tmp_path, caplog):
+    gone = subprocess.run(["true"], check=True)  # a process that has exited: its pid is not alive
+    del gone
+    out = tmp_path / "stale.zarr"
+    out.mkdir()
+    dead_pid = 2 ** 22 + 12345  # above the default pid_max: no such process
+    (out / ".medipy.lock").write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname(),
+                                                  "started": time.time(), "command": "killed"}))
+    assert main(["convert", "--example", str(out), "--scheduler", "synchronous", "--no-thumbnails"]) == EXIT_OK
+    assert "stale lock" in caplog.text
+    assert not (out / ".medipy.lock").exists()
+
+
+def test_a_lock_of_another_host_is_respected(tmp_path):
+    import pytest
+
+    from medipy.errors import OutputLockedError
+
+    out = tmp_path / "remote.zarr"
+    out.mkdir()
+    (out / ".medipy.lock").write_text(json.dumps({"pid": 1, "host": "another-node", "started": 0.0}))
+    with pytest.raises(OutputLockedError, match="another-node"):
+        OutputLock(out).acquire()
