@@ -13,9 +13,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from medipy.errors import ConfigError
@@ -93,35 +93,6 @@ class ClusterOptions:
         return cls(scheduler="address", address=scheduler, workers=workers)
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "jobqueue":
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: 'jobqueue' must be a mapping, not {type(value).__name__}")
-            values[key] = _build(JobQueueOptions, value, f"{where}: jobqueue")
-        elif key in ("job_extra_directives", "job_script_prologue"):
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}: {key!r} must be a list of strings")
-            values[key] = tuple(value)
-        elif key in ("cores", "processes", "jobs", "workers", "threads_per_worker"):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ConfigError(f"{where}: {key!r} must be an integer, not {value!r}")
-            values[key] = value
-        elif value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}: {key!r} must be a string, not {value!r}")
-        else:
-            values[key] = value
-    try:
-        return cls(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
 def load_cluster_options(path: str | os.PathLike[str]) -> ClusterOptions:
     """Read :class:`ClusterOptions` from the ``cluster:`` mapping of a YAML file.
 
@@ -139,14 +110,9 @@ def load_cluster_options(path: str | os.PathLike[str]) -> ClusterOptions:
           scheduler: slurm
           jobqueue: {cores: 8, memory: 32GB, jobs: 4, queue: normal, walltime: "02:00:00"}
     """
-    import yaml
+    from medipy.config import load_cluster_section
 
-    name = os.fspath(path)
-    with open(name, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    if not isinstance(data, Mapping) or not isinstance(data.get("cluster"), Mapping):
-        raise ConfigError(f"{name}: expected a 'cluster:' mapping at the top level")
-    return _build(ClusterOptions, data["cluster"], name)
+    return load_cluster_section(path)
 
 
 def jobqueue_cluster(options: ClusterOptions):

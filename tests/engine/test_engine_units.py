@@ -138,7 +138,7 @@ def test_cluster_yaml_errors_name_the_key_and_file(tmp_path: Path) -> None:
         load_cluster_options(bad)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("cluster:\n  workers: two\n")
-    with pytest.raises(ConfigError, match="'workers' must be an integer"):
+    with pytest.raises(ConfigError, match=r"wrong\.yaml.*'cluster\.workers' must be an integer"):
         load_cluster_options(wrong)
 
 
