@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from medipy.pipelines.runfile import EXAMPLE
-
 from medipy.engine.checkpoint import LOCK_NAME, OutputLock, differences, read_state, write_state
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
@@ -27,6 +25,7 @@ from medipy.engine.scan import FileIssue, IssueKind, ScanOptions, list_files, sc
 from medipy.engine.selection import Selection
 from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
 from medipy.errors import ConfigError
+from medipy.pipelines.runfile import EXAMPLE
 
 __all__ = ["Planned", "example_files", "input_files", "plan_input", "relative_issue", "runner_for",
            "split_issues", "take_output"]

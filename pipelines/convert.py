@@ -17,9 +17,6 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from medipy.pipelines.common import Planned, plan_input, relative_issue, runner_for, split_issues, take_output
-from medipy.pipelines.runfile import EXAMPLE, RunConfig
-
 from medipy.engine.checkpoint import write_state
 from medipy.engine.cluster import Runner
 from medipy.engine.plan import StackPlan
@@ -37,6 +34,8 @@ from medipy.engine.zarr_sink import (
     write_root,
     write_shard,
 )
+from medipy.pipelines.common import Planned, plan_input, relative_issue, runner_for, split_issues, take_output
+from medipy.pipelines.runfile import EXAMPLE, RunConfig
 
 __all__ = ["fingerprint", "run"]
 

@@ -20,9 +20,6 @@ import shutil
 import time
 from typing import Any
 
-from medipy.pipelines.common import Planned, plan_input, runner_for, split_issues, take_output
-from medipy.pipelines.runfile import EXAMPLE, RunConfig
-
 from medipy.engine.checkpoint import write_state
 from medipy.engine.cluster import Runner
 from medipy.engine.naming import NamingPolicy
@@ -30,6 +27,8 @@ from medipy.engine.progress import map_unordered
 from medipy.engine.report import RunReport, write_html, write_json
 from medipy.engine.scan import IssueKind
 from medipy.engine.writer import WritePolicy, finalize, write_partition
+from medipy.pipelines.common import Planned, plan_input, runner_for, split_issues, take_output
+from medipy.pipelines.runfile import EXAMPLE, RunConfig
 
 __all__ = ["fingerprint", "run"]
 

@@ -9,10 +9,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from medipy.engine.cluster import Runner
 from medipy.pipelines.common import plan_input, runner_for, split_issues
 from medipy.pipelines.runfile import RunConfig
-
-from medipy.engine.cluster import Runner
 
 __all__ = ["format_table", "run"]
 

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from medipy.pipelines.runfile import load_run_file
 
 from medipy.cli import EXIT_OK, main
+from medipy.pipelines.runfile import load_run_file
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

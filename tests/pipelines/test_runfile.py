@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from medipy.pipelines.runfile import RunConfig, load_cluster_section, load_run_file
 
 from medipy.cli import EXIT_USAGE, main
 from medipy.errors import ConfigError
+from medipy.pipelines.runfile import RunConfig, load_cluster_section, load_run_file
 
 GOOD = "pipeline: convert\ninput: example\noutput: out.zarr\n"
 

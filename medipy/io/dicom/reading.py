@@ -17,10 +17,10 @@ import struct
 import zlib
 
 import pydicom
-from pydicom.misc import size_in_bytes
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.misc import size_in_bytes
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 from pydicom.valuerep import VR
 
