@@ -48,7 +48,7 @@ def _convert(value: Any, hint: Any, key: str, file: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{file}: '{key}' must be a mapping of keys (got {value!r}); write it as "
                               f"`{key.rsplit('.', 1)[-1]}:` followed by indented `key: value` lines")
-        return from_mapping(hint, value, key, file)
+        return from_mapping(typing.cast(type, hint), value, key, file)
     if origin is tuple:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import typing
 import zlib
 
 import numpy as np
@@ -94,7 +95,7 @@ def stack_thumbnail(array_path: str) -> bytes:
 
     array = zarr.open_array(store=array_path, mode="r")
     group = zarr.open_group(store=os.path.dirname(array_path), mode="r")
-    attrs = dict(group.attrs.get("medipy", {}))
+    attrs: dict[str, typing.Any] = dict(typing.cast(dict, group.attrs.get("medipy", {})))
     data, colour = _volume(array, bool(attrs.get("volume_axis")))
     if colour:
         data = np.moveaxis(data, 0, -1)  # (c, z, y, x) -> (z, y, x, c)

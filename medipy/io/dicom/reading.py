@@ -104,7 +104,8 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
         raise ValueError(f"check must be 'values' or 'lengths', not {check!r}")
     # With a small defer size, pydicom seeks over long values instead of reading them: no huge allocation
     # can happen, and the plain (C-buffered) file is much faster than the bounded reader.
-    bounded = defer_size is None or size_in_bytes(defer_size) > _BoundedReader._SMALL
+    deferred_above = None if defer_size is None else size_in_bytes(defer_size)
+    bounded = deferred_above is None or deferred_above > _BoundedReader._SMALL
     try:
         if isinstance(source, str) and not bounded:
             ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
