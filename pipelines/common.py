@@ -24,6 +24,7 @@ from medipy.engine.report import RunReport, read_report
 from medipy.engine.scan import FileIssue, IssueKind, ScanOptions, list_files, scan_bag
 from medipy.engine.selection import Selection
 from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
+from medipy.engine.walk import collect_files
 from medipy.errors import ConfigError
 from medipy.pipelines.runfile import EXAMPLE
 
@@ -44,14 +45,15 @@ def example_files() -> list[str]:
     return list_files([os.path.join(folder, *name.split("/")) for name in EXAMPLE_FILES])
 
 
-def input_files(source: str) -> tuple[list[str], str]:
-    """The files of ``source`` (``"example"``: the bundled example) and the folder their paths are relative to."""
+def input_files(source: str) -> tuple[list[str], str, list[FileIssue]]:
+    """The files of ``source`` (``"example"``: the bundled example), the folder their paths are relative to,
+    and the entries the walk refused (links leaving the input, loops, unreadable folders, FIFOs)."""
     if source == EXAMPLE:
         paths = example_files()
-        return paths, os.path.commonpath([os.path.dirname(p) for p in paths])
+        return paths, os.path.commonpath([os.path.dirname(p) for p in paths]), []
     source = os.path.abspath(source)  # workers of a distributed cluster have their own directory
-    paths = list_files(source)
-    return paths, source if os.path.isdir(source) else os.path.dirname(source)
+    walked = collect_files(source)
+    return walked.paths, source if os.path.isdir(source) else os.path.dirname(source), walked.issues
 
 
 def relative_issue(issue: FileIssue, root: str) -> FileIssue:
@@ -83,7 +85,7 @@ class Planned:
 def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: bool = True,
                progress: bool = True) -> Planned:
     """Scan and shuffle ``source`` into series plans (with a progress bar), then apply ``selection``."""
-    paths, root = input_files(source)
+    paths, root, walk_issues = input_files(source)
     logger.info("%d files to scan under %s", len(paths), root)
     scanned = scan_bag(paths, workers=runner.workers, options=ScanOptions())
     issues, plans = compute_with_progress(runner, issues_bag(scanned), series_plans(scanned, four_d=four_d),
@@ -91,7 +93,7 @@ def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: boo
     plans = sort_plans(list(plans))
     stacks = [s for p in plans for s in p.stacks]
     kept = [s for s in stacks if selection.keeps(s)]
-    all_issues = list(issues) + [i for p in plans for i in p.issues]
+    all_issues = walk_issues + list(issues) + [i for p in plans for i in p.issues]
     return Planned(paths, root, plans, kept, len(stacks) - len(kept), all_issues)
 
 

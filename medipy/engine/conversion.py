@@ -15,8 +15,9 @@ from typing import Any
 
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
-from medipy.engine.scan import FileIssue, ScanOptions, list_files, scan_bag
+from medipy.engine.scan import FileIssue, ScanOptions, scan_bag
 from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
+from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
     create_image,
@@ -183,18 +184,19 @@ def convert(source: str | os.PathLike[str] | Iterable[str], output: str | os.Pat
     root = os.fspath(output)
     if os.path.exists(root) and not options.overwrite:
         raise FileExistsError(f"{root} exists: choose another output or pass overwrite")
-    start = time.perf_counter()
-    paths = list_files(source)
-    source_root = _source_root(source, paths)
-    logger.info("%d files to scan under %s", len(paths), source_root)
     if runner is None:
         with open_runner(cluster) as opened:
-            return convert(paths, output, runner=opened, options=options)
+            return convert(source, output, runner=opened, options=options)
+    start = time.perf_counter()
+    walked = collect_files(source)
+    paths = walked.paths
+    source_root = _source_root(source, paths)
+    logger.info("%d files to scan under %s", len(paths), source_root)
     zarr.open_group(store=root, mode="w")
     plans, scan_issues = plan_export(paths, runner, options)
     planned = time.perf_counter()
     stacks = [s for p in plans for s in p.stacks]
-    issues = [_relative(i, source_root) for i in scan_issues]
+    issues = [_relative(i, source_root) for i in walked.issues + scan_issues]
     issues += [_relative(i, source_root) for p in plans for i in p.issues]
     logger.info("%d series, %d stacks, %d files not used; writing", len(plans), len(stacks), len(issues))
     slice_issues = _write(root, stacks, runner, options, source_root)

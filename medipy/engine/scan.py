@@ -16,7 +16,6 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from medipy.errors import BrokenDicomError, DicomError, MedipyError, NotDicomError
 from medipy.io.dicom.keys import series_key
@@ -225,13 +224,19 @@ def _dicomdir_files(dicomdir: str) -> list[str]:
     return out
 
 
-def list_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+def list_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+               follow_links: bool = False) -> list[str]:
     """The files to scan: a folder tree (walked in sorted order), a DICOMDIR, or a list of paths.
+
+    Folders are walked by :func:`medipy.engine.walk.walk_folder`: links leaving the input, link loops, unreadable
+    folders and FIFOs are left out (:func:`medipy.engine.walk.collect_files` also returns them as issues).
 
     Parameters
     ----------
     source
         A folder, a DICOMDIR file, one file, or an iterable of files and folders.
+    follow_links
+        Also follow symbolic links that leave the input (see :func:`medipy.engine.walk.walk_folder`).
 
     Returns
     -------
@@ -243,25 +248,9 @@ def list_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     FileNotFoundError
         A given path does not exist.
     """
-    items = [source] if isinstance(source, str | os.PathLike) else list(source)
-    out: list[str] = []
-    for item in items:
-        path = os.fspath(item)
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                dirs.sort()
-                out.extend(os.path.join(folder, name) for name in sorted(files))
-        elif os.path.isfile(path):
-            if Path(path).name.upper() == "DICOMDIR" and isinstance(source, str | os.PathLike):
-                try:
-                    out.extend(_dicomdir_files(path))
-                    continue
-                except DicomError:
-                    pass  # not a usable DICOMDIR: scanned as a file, and reported by the scan
-            out.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder to scan")
-    return list(dict.fromkeys(out))
+    from medipy.engine.walk import collect_files
+
+    return collect_files(source, follow_links=follow_links).paths
 
 
 def partition_count(n_files: int, workers: int, options: ScanOptions | None = None) -> int:
