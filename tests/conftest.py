@@ -63,3 +63,14 @@ def world_mismatch(image, nifti_path, volume: int | None = None) -> tuple[float,
 def nifti_mismatch():
     """The :func:`world_mismatch` comparison, as a fixture (test modules cannot import conftest)."""
     return world_mismatch
+
+
+def pytest_sessionstart(session) -> None:
+    """Tests run against the installed package: fail early, with the fix, when it is not installed."""
+    try:
+        import medipy.pipelines  # noqa: F401 - mapped from pipelines/ by the install
+    except ModuleNotFoundError as exc:
+        raise pytest.UsageError(
+            "medipy is not installed in this environment (medipy.pipelines is missing): run "
+            "`python -m pip install -e '.[test]'` (or `pip install '.[test]'`) first"
+        ) from exc

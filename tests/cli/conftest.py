@@ -8,18 +8,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 MEDIPY = [sys.executable, "-c", "import sys; from medipy.cli import main; sys.exit(main())"]
 
 
 def medipy_env() -> dict[str, str]:
-    """The environment of a ``medipy`` subprocess: this checkout first, quiet warnings."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-                PYTHONWARNINGS="ignore")
+    """The environment of a ``medipy`` subprocess: the installed package (as the tests), quiet warnings.
+
+    The checkout is not put on ``PYTHONPATH``: its ``medipy/`` folder would shadow the installed package,
+    whose ``medipy.pipelines`` is mapped from ``pipelines/`` at install time.
+    """
+    return dict(os.environ, PYTHONWARNINGS="ignore")
 
 
 @pytest.fixture(scope="session")

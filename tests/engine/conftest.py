@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
     """A real ``dask scheduler`` and two ``dask worker --nthreads 1`` processes on 127.0.0.1."""
     folder = tmp_path_factory.mktemp("dask")
     scheduler_file = folder / "scheduler.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               PYTHONWARNINGS="ignore")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")  # workers import the installed medipy, as the tests do
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     processes = [subprocess.Popen(
         [*dask, "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
