@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from medipy.engine.checkpoint import LOCK_NAME, OutputLock, differences, read_state, write_state
+from medipy.engine.checkpoint import LOCK_NAME, OutputLock, differences, read_state, remove_leftovers, write_state
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
 from medipy.engine.progress import compute_with_progress
@@ -153,6 +153,7 @@ def take_output(output: str, fingerprint: dict[str, Any], *, overwrite: bool, co
                 return
         elif state is not None:
             logger.warning("%s: resuming an interrupted run (what is complete is kept)", output)
+            remove_leftovers(output)
         write_state(output, fingerprint, "running")
         yield None
 

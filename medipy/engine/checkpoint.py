@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -22,12 +23,14 @@ from typing import Any
 
 from medipy.errors import ConfigError, OutputLockedError
 
-__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "read_state", "write_state"]
+__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "read_state", "remove_leftovers", "write_state"]
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".medipy.lock"
 STATE_NAME = ".medipy-run.json"
+# files a killed run may leave: medipy's atomic writes (``name.<pid>.tmp``) and zarr's (``name.<uuid4 hex>.partial``)
+_LEFTOVER = re.compile(r"\.(\d+\.tmp|[0-9a-f]{32}\.partial)$")
 
 
 def _alive(pid: int, started: float) -> bool:
@@ -151,3 +154,34 @@ def write_state(output: str | os.PathLike[str], fingerprint: dict[str, Any], sta
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys whose values differ between two fingerprints."""
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def remove_leftovers(output: str | os.PathLike[str]) -> int:
+    """Delete the temporary files an interrupted run left in ``output`` (call it holding the lock).
+
+    These are the half-written files of atomic writes: ``<name>.<pid>.tmp`` (run state, reports) and zarr's
+    ``<name>.<uuid>.partial``; the files they were to replace are untouched.
+
+    Parameters
+    ----------
+    output
+        The output folder.
+
+    Returns
+    -------
+    int
+        The number of files deleted.
+    """
+    removed = 0
+    for folder, _, files in os.walk(output):
+        for name in files:
+            if _LEFTOVER.search(name):
+                path = os.path.join(folder, name)
+                try:
+                    os.unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    if removed:
+        logger.info("%s: %d temporary file(s) of an interrupted run deleted", output, removed)
+    return removed
