@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-MEDIPY = [sys.executable, "-c", "import sys; from medipy.cli import main; sys.exit(main())"]
+MEDIPY = [sys.executable, "-P", "-c", "import sys; from medipy.cli import main; sys.exit(main())"]
 
 
 def medipy_env() -> dict[str, str]:
