@@ -147,28 +147,44 @@ def _entry_value(entry: dict[str, Any] | None) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def _metadata(headers: Sequence[Sequence[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Attributes shared by every slice (DICOM JSON) and per-slice values of those that vary."""
+def _metadata(headers: Sequence[Sequence[Sequence[tuple[str, str]]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes shared by every slice (DICOM JSON) and per-slice values of those that vary.
+
+    ``headers`` are the ``(tag, JSON text)`` entries of each slice (see :attr:`ScannedFile.headers`), per
+    volume. Each distinct text is parsed once; entries are compared by identity, then text, then value.
+    """
     from pydicom.datadict import keyword_for_tag
 
-    parsed = [[json.loads(text) for text in volume] for volume in headers]
-    flat = [h for volume in parsed for h in volume]
+    tables = [[dict(h) for h in volume] for volume in headers]
+    flat = [h for volume in tables for h in volume]
     tags = sorted({tag for h in flat for tag in h})
+    parsed: dict[str, Any] = {}
+
+    def load(text: str | None) -> Any:
+        if text is None:
+            return None
+        if text not in parsed:
+            parsed[text] = json.loads(text)
+        return parsed[text]
+
+    def same(text: str | None, first: str) -> bool:
+        return text is not None and (text is first or text == first or load(text) == load(first))
+
     shared: dict[str, Any] = {}
     per_slice: dict[str, Any] = {}
     for tag in tags:
         first = flat[0].get(tag)
-        if first is not None and all(h.get(tag) == first for h in flat):
-            shared[tag] = first
+        if first is not None and all(same(h.get(tag), first) for h in flat):
+            shared[tag] = load(first)
             continue
         name = keyword_for_tag(int(tag, 16)) or tag
-        values = [[_entry_value(h.get(tag)) for h in volume] for volume in parsed]
-        per_slice[name] = values if len(parsed) > 1 else values[0]
+        values = [[_entry_value(load(h.get(tag))) for h in volume] for volume in tables]
+        per_slice[name] = values if len(tables) > 1 else values[0]
     return shared, per_slice
 
 
 def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGeometry, np.dtype]],
-                records: Sequence[SliceRecord], headers: Sequence[str]) -> StackPlan:
+                records: Sequence[SliceRecord], headers: Sequence[Sequence[tuple[str, str]]]) -> StackPlan:
     volumes = [c[0] for c in candidates]
     geometry = candidates[0][1]
     dtype = np.result_type(*[c[2] for c in candidates])  # as medipy.io.dicom.image4d

@@ -2,10 +2,15 @@
 
 Each file of an export becomes either a :class:`ScannedFile` (its slice records, from
 :func:`medipy.io.dicom.record.dataset_records`, and the public attributes of each slice as compact DICOM
-JSON) or a :class:`FileIssue` (path, kind, reason): a file that is not DICOM, broken, unreadable or without
-pixels never raises out of the bag. Files are scanned in batches (one task per partition, not per file):
-dask costs ~0.3 ms per task with threads and several ms with distributed, far more than pydicom's ~1 ms
-per header.
+JSON entries) or a :class:`FileIssue` (path, kind, reason): a file that is not DICOM, broken, unreadable or
+without pixels never raises out of the bag. Files are scanned in batches (one task per partition, not per
+file): dask costs ~0.3 ms per task with threads and several ms with distributed, far more than pydicom's
+~1 ms per header.
+
+Within a batch, an element whose raw bytes (tag, VR, value, encoding) were already seen is converted by
+pydicom once (:class:`ElementMemo`): most elements of a series are equal in every file, so that the
+conversion of values and their DICOM JSON costs about one file per series and batch, and the JSON entries
+of a batch are shared objects (pickled once per batch, compared by identity in the plan).
 """
 
 from __future__ import annotations
@@ -16,16 +21,19 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from medipy.errors import BrokenDicomError, DicomError, MedipyError, NotDicomError
 from medipy.io.dicom.keys import series_key
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = [
+    "ElementMemo",
     "FileIssue",
     "IssueKind",
     "ScanOptions",
     "ScannedFile",
+    "header_entries",
     "header_json",
     "list_files",
     "scan_bag",
@@ -71,12 +79,17 @@ class FileIssue:
 
 @dataclass(frozen=True, slots=True)
 class ScannedFile:
-    """The slices of one image file: records and, per slice, its public attributes as DICOM JSON text."""
+    """The slices of one image file: records and, per slice, its public attributes as DICOM JSON entries.
+
+    ``headers[i]`` holds ``(tag, entry)`` pairs of slice ``i`` in tag order: ``tag`` as 8 hex digits, ``entry``
+    the compact DICOM JSON text of the element (PS3.18 F), e.g. ``("00080060", '{"vr":"CS","Value":["MR"]}')``
+    (see :func:`header_entries`). Equal entries of one batch are the same objects.
+    """
 
     path: str
     series: str
     records: tuple[SliceRecord, ...]
-    headers: tuple[str, ...]
+    headers: tuple[tuple[tuple[str, str], ...], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,36 +115,123 @@ class ScanOptions:
 _SKIPPED_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"})
 _SKIPPED_TAGS = frozenset({0x00280008})  # Number of Frames: a property of the file, not of a slice
 _MAX_ENTRY = 4096  # characters: longer text values are not metadata worth repeating per slice
+_MEMO_LIMIT = 65536  # elements remembered per batch (a batch of unusual files never grows without bound)
 
 
-def header_json(header, cache: dict[int, tuple[str, dict] | None] | None = None) -> str:
+class ElementMemo:
+    """Converted elements and their DICOM JSON entries, remembered for one batch of files.
+
+    pydicom converts an element's raw bytes to its value on first access (~40 us each); most elements of a
+    series hold the same bytes in every file. :meth:`prime` replaces the raw elements of a freshly read
+    dataset by the element pydicom made from equal raw bytes (same tag, VR, value, VR encoding, byte order
+    and character set) in an earlier file of the batch, so that each distinct value is converted once; its
+    JSON entry (:meth:`entry`) is then made once as well. Only public, loaded, non-sequence elements whose
+    VR does not depend on other elements (no ``US or SS`` resolved from Pixel Representation) are shared.
+    """
+
+    def __init__(self) -> None:
+        self._elements: dict[tuple, Any] = {}
+        self._entries: dict[int, tuple[Any, tuple[str, str] | None]] = {}
+
+    def prime(self, ds) -> None:
+        """Swap raw elements of ``ds`` for the same values already converted in this batch (else convert)."""
+        from pydicom.dataelem import RawDataElement
+
+        try:
+            charset = ds.original_character_set or ds._character_set
+        except Exception:  # noqa: BLE001 - an unreadable character set: no sharing, pydicom reports it later
+            return
+        charset_key = charset if isinstance(charset, str) else tuple(charset)
+        elements = ds._dict
+        for tag, raw in list(elements.items()):
+            if (not isinstance(raw, RawDataElement) or raw.value is None or tag.is_private
+                    or tag.group in (0x0002, 0x7FE0) or tag == 0x00080005 or raw.VR == "SQ"
+                    or raw.length == 0xFFFFFFFF or not _stable_vr(tag, raw.VR)):
+                continue
+            key = (tag, raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset_key)
+            element = self._elements.get(key)
+            if element is not None:
+                elements[tag] = element
+                continue
+            try:
+                element = ds[tag]  # pydicom's own conversion, stored in ds
+            except Exception:  # noqa: BLE001 - left raw: whoever reads it gets pydicom's error, as before
+                continue
+            if len(self._elements) < _MEMO_LIMIT:
+                self._elements[key] = element
+
+    def entry(self, header, tag) -> tuple[str, str] | None:
+        """``(tag, DICOM JSON text)`` of one element of ``header``, or None when it is not metadata."""
+        element = header.get_item(tag)
+        key = id(element)
+        known = self._entries.get(key)
+        if known is not None and known[0] is element:
+            return known[1]
+        entry = _entry(header, tag)
+        pair = None if entry is None else (entry[0], json.dumps(entry[1], separators=(",", ":"), ensure_ascii=False))
+        if len(self._entries) < _MEMO_LIMIT:
+            self._entries[key] = (element, pair)  # the element is kept alive: its id is not reused
+        return pair
+
+
+def _stable_vr(tag, vr: str | None) -> bool:
+    """True when an element's VR does not depend on other elements of its dataset."""
+    if vr is not None and vr != "UN":
+        return True
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return " or " not in dictionary_VR(tag)
+    except KeyError:
+        return vr == "UN"
+
+
+def _is_metadata_tag(tag) -> bool:
+    return not (tag.is_private or tag.group in (0x0002, 0x7FE0) or tag in _SKIPPED_TAGS)
+
+
+def header_entries(header, memo: ElementMemo | None = None) -> tuple[tuple[str, str], ...]:
+    """Public, non-binary, non-sequence attributes of one slice header as compact DICOM JSON entries.
+
+    Parameters
+    ----------
+    header
+        A (frame) header as made by :func:`medipy.io.dicom.record.dataset_records`.
+    memo
+        Entries already made in this batch (frame headers of one file, and files of one series, share
+        their elements).
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``(("0020000E", '{"vr":"UI","Value":["1.2.3"]}'), ...)`` in tag order (see :func:`header_json`).
+    """
+    memo = memo or ElementMemo()
+    out = []
+    for tag in header.keys():
+        if _is_metadata_tag(tag):
+            pair = memo.entry(header, tag)
+            if pair is not None:
+                out.append(pair)
+    return tuple(out)
+
+
+def header_json(header, memo: ElementMemo | None = None) -> str:
     """Public, non-binary, non-sequence attributes of one slice header as compact DICOM JSON (PS3.18 F).
 
     Parameters
     ----------
     header
         A (frame) header as made by :func:`medipy.io.dicom.record.dataset_records`.
-    cache
-        Entries already converted, by element identity: frame headers of one file share their elements.
+    memo
+        Entries already made (see :func:`header_entries`).
 
     Returns
     -------
     str
         ``{"0020000E": {"vr": "UI", "Value": [...]}, ...}`` without whitespace.
     """
-    cache = {} if cache is None else cache
-    out: dict[str, dict] = {}
-    for tag in header.keys():
-        if tag.is_private or tag.group in (0x0002, 0x7FE0) or tag in _SKIPPED_TAGS:
-            continue
-        element = header.get_item(tag)
-        key = id(element)
-        if key not in cache:
-            cache[key] = _entry(header, tag)
-        entry = cache[key]
-        if entry is not None:
-            out[entry[0]] = entry[1]
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+    return "{" + ",".join(f'"{tag}":{text}' for tag, text in header_entries(header, memo)) + "}"
 
 
 def _entry(header, tag) -> tuple[str, dict] | None:
@@ -151,7 +251,8 @@ def _has_pixels(ds) -> bool:
     return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
-def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | FileIssue:
+def scan_file(path: str, options: ScanOptions | None = None, memo: ElementMemo | None = None
+              ) -> ScannedFile | FileIssue:
     """Parse one file's header (once) into a :class:`ScannedFile`, or describe why it yields no slice.
 
     Parameters
@@ -160,6 +261,8 @@ def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | Fi
         The file.
     options
         Scan options (defer size).
+    memo
+        Elements converted in earlier files of the batch (see :class:`ElementMemo`).
 
     Returns
     -------
@@ -171,8 +274,9 @@ def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | Fi
     from medipy.io.dicom.record import dataset_records
 
     options = options or ScanOptions()
+    memo = memo or ElementMemo()
     try:
-        # lengths only: header_json below decodes every public element, a corrupt value fails there
+        # lengths only: the public elements are converted right after (memo.prime), a corrupt value fails there
         ds = read(path, defer_size=options.defer_size, check="lengths")
     except NotDicomError as exc:
         return FileIssue(path, IssueKind.NOT_DICOM, exc.reason)
@@ -189,9 +293,9 @@ def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | Fi
         name = getattr(sop_class, "name", None) or str(sop_class or "unknown SOP Class")
         return FileIssue(path, IssueKind.NON_IMAGE, f"no Pixel Data ({name})")
     try:
+        memo.prime(ds)
         headers, records = dataset_records(ds, path=path)
-        cache: dict[int, tuple[str, dict] | None] = {}
-        texts = tuple(header_json(h, cache) for h in headers)
+        entries = tuple(header_entries(h, memo) for h in headers)
     except DicomError as exc:
         return FileIssue(path, IssueKind.BROKEN, exc.reason)
     except Exception as exc:  # noqa: BLE001 - rule: one bad file never stops the bag
@@ -199,12 +303,13 @@ def scan_file(path: str, options: ScanOptions | None = None) -> ScannedFile | Fi
         return FileIssue(path, IssueKind.BROKEN, f"cannot read its slices ({type(exc).__name__}: {exc})")
     if not records:
         return FileIssue(path, IssueKind.NON_IMAGE, "no slice in the Pixel Data")
-    return ScannedFile(path, series_key(records[0]), tuple(records), texts)
+    return ScannedFile(path, series_key(records[0]), tuple(records), entries)
 
 
 def scan_files(paths: Sequence[str], options: ScanOptions | None = None) -> list[ScannedFile | FileIssue]:
-    """:func:`scan_file` over a batch of files (the function each bag partition runs)."""
-    return [scan_file(p, options) for p in paths]
+    """:func:`scan_file` over a batch of files (the function each bag partition runs), with one memo."""
+    memo = ElementMemo()
+    return [scan_file(p, options, memo) for p in paths]
 
 
 def _dicomdir_files(dicomdir: str) -> list[str]:
