@@ -146,12 +146,14 @@ class ElementMemo:
         for tag, raw in list(elements.items()):
             if (not isinstance(raw, RawDataElement) or raw.value is None or tag.is_private
                     or tag.group in (0x0002, 0x7FE0) or tag == 0x00080005 or raw.VR == "SQ"
-                    or raw.length == 0xFFFFFFFF or not _stable_vr(tag, raw.VR)):
+                    or raw.length == 0xFFFFFFFF):
                 continue
             key = (tag, raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset_key)
             element = self._elements.get(key)
-            if element is not None:
+            if element is not None:  # only elements of a stable VR are remembered
                 elements[tag] = element
+                continue
+            if not _stable_vr(tag, raw.VR):
                 continue
             try:
                 element = ds[tag]  # pydicom's own conversion, stored in ds
@@ -160,14 +162,13 @@ class ElementMemo:
             if len(self._elements) < _MEMO_LIMIT:
                 self._elements[key] = element
 
-    def entry(self, header, tag) -> tuple[str, str] | None:
+    def entry(self, header, element) -> tuple[str, str] | None:
         """``(tag, DICOM JSON text)`` of one element of ``header``, or None when it is not metadata."""
-        element = header.get_item(tag)
         key = id(element)
         known = self._entries.get(key)
         if known is not None and known[0] is element:
             return known[1]
-        entry = _entry(header, tag)
+        entry = _entry(header, element.tag)
         pair = None if entry is None else (entry[0], json.dumps(entry[1], separators=(",", ":"), ensure_ascii=False))
         if len(self._entries) < _MEMO_LIMIT:
             self._entries[key] = (element, pair)  # the element is kept alive: its id is not reused
@@ -210,7 +211,7 @@ def header_entries(header, memo: ElementMemo | None = None) -> tuple[tuple[str, 
     out = []
     for tag in header.keys():
         if _is_metadata_tag(tag):
-            pair = memo.entry(header, tag)
+            pair = memo.entry(header, header.get_item(tag))
             if pair is not None:
                 out.append(pair)
     return tuple(out)
