@@ -4,7 +4,8 @@ An export is hostile input (see SECURITY.md): it may hold symbolic links that po
 folders the process may not read, FIFOs, sockets and devices. :func:`walk_folder` answers each with a
 :class:`~medipy.engine.scan.FileIssue` instead of an exception, a hang or a read outside the input:
 
-- entries are listed with :func:`os.scandir` and sorted by name, so the order never depends on the file system;
+- entries are listed with :func:`os.scandir` and sorted by name (a folder's files, then its sub-folders, as
+  :func:`os.walk` with sorted names), so the order never depends on the file system;
 - a symbolic link is followed only when its target stays inside the input root (the root itself is resolved
   once); a link that leaves it is an ``unreadable`` issue unless ``follow_links=True``;
 - a link loop (a link to an enclosing folder, or a chain the kernel refuses with ``ELOOP``) and a dangling link
@@ -81,14 +82,21 @@ class _Walker:
             self.issue(folder, IssueKind.UNREADABLE,
                        f"folder cannot be listed ({type(exc).__name__}: {exc.strerror or exc})")
             return
-        for entry in entries:
-            self.entry(entry.path, entry, ancestors)
+        folders: list[tuple[str, tuple[int, int]]] = []
+        for entry in entries:  # files first, then sub-folders, as os.walk lists them
+            folder_key = self.entry(entry.path, entry, ancestors)
+            if folder_key is not None:
+                folders.append((entry.path, folder_key))
+        for path, key in folders:
+            self.walk(path, ancestors | {key})
 
-    def entry(self, path: str, entry: os.DirEntry | None, ancestors: frozenset[tuple[int, int]]) -> None:
+    def entry(self, path: str, entry: os.DirEntry | None, ancestors: frozenset[tuple[int, int]]
+              ) -> tuple[int, int] | None:
+        """List a file or record an issue; returns the (device, inode) of a folder to walk."""
         try:
             is_link = entry.is_symlink() if entry is not None else os.path.islink(path)
             if is_link and not self._link_allowed(path):
-                return
+                return None
             info = os.stat(path)  # follows a link (allowed above)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -97,27 +105,28 @@ class _Walker:
                 self.issue(path, IssueKind.UNREADABLE, "dangling symbolic link (its target does not exist)")
             else:
                 self.issue(path, IssueKind.UNREADABLE, f"{type(exc).__name__}: {exc.strerror or exc}")
-            return
+            return None
         key = (info.st_dev, info.st_ino)
         if stat.S_ISDIR(info.st_mode):
             if key in ancestors:
                 self.issue(path, IssueKind.UNREADABLE,
                            "symbolic link loop (it points at an enclosing folder); not followed")
-                return
+                return None
             if key in self.seen:
                 logger.debug("%s: folder already walked through another path", path)
-                return
+                return None
             self.seen.add(key)
-            self.walk(path, ancestors | {key})
-        elif stat.S_ISREG(info.st_mode):
+            return key
+        if stat.S_ISREG(info.st_mode):
             if key in self.seen:
                 logger.debug("%s: file already listed through another path", path)
-                return
+                return None
             self.seen.add(key)
             self.result.paths.append(path)
-        else:
-            what = _special_kind(info.st_mode) or "not a regular file"
-            self.issue(path, IssueKind.NOT_DICOM, f"{what}, not a file; never opened")
+            return None
+        what = _special_kind(info.st_mode) or "not a regular file"
+        self.issue(path, IssueKind.NOT_DICOM, f"{what}, not a file; never opened")
+        return None
 
     def _link_allowed(self, path: str) -> bool:
         """True if the link at ``path`` may be followed; else records why not."""
