@@ -25,7 +25,7 @@ from typing import Any
 
 from medipy.errors import BrokenDicomError, DicomError, MedipyError, NotDicomError
 from medipy.io.dicom.keys import series_key
-from medipy.io.dicom.record import SliceRecord
+from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = [
     "ElementMemo",
@@ -77,6 +77,9 @@ class FileIssue:
         return {"path": self.path, "kind": self.kind, "reason": self.reason}
 
 
+plain_state(FileIssue)
+
+
 @dataclass(frozen=True, slots=True)
 class ScannedFile:
     """The slices of one image file: records and, per slice, its public attributes as DICOM JSON entries.
@@ -90,6 +93,9 @@ class ScannedFile:
     series: str
     records: tuple[SliceRecord, ...]
     headers: tuple[tuple[tuple[str, str], ...], ...]
+
+
+plain_state(ScannedFile)
 
 
 @dataclass(frozen=True, slots=True)

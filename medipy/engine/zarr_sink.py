@@ -25,7 +25,7 @@ import numpy as np
 from medipy.engine.arrays import CHUNK_BYTES, SHARD_BYTES, block_slices, read_block
 from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue
-from medipy.io.dicom.record import SliceRecord
+from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = ["SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes", "stack_summary",
            "write_jobs", "write_root", "write_shard"]
@@ -57,6 +57,9 @@ class WriteJob:
     colour: bool
     four_d: bool
     rescale_dtype: str
+
+
+plain_state(WriteJob)
 
 
 def _axes(plan: StackPlan) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,30 @@ class SliceRecord:
     def replace(self, **changes: Any) -> SliceRecord:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def plain_state(cls: type) -> type:
+    """Give a frozen, slotted dataclass a fast pickle state: the tuple of its field values.
+
+    (Python's own state for such classes calls :func:`dataclasses.fields` on every instance: ~20 us per
+    record, which dominated the time a dask client spends pickling thousands of records.)
+    """
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    getter = operator.attrgetter(*names)
+
+    def __getstate__(self: Any) -> tuple:
+        return getter(self)
+
+    def __setstate__(self: Any, state: Sequence[Any]) -> None:
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+
+    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
+    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    return cls
+
+
+plain_state(SliceRecord)
 
 
 def _tags(*keywords: str) -> dict[str, BaseTag]:
