@@ -75,3 +75,37 @@ def test_rt_dose_frames_get_grid_offsets():
     expected = ds.pixel_array.astype(np.float64) * float(ds.DoseGridScaling)
     order = np.argsort(z)
     np.testing.assert_allclose(image.data, expected[order].astype(np.float32), rtol=1e-6)
+
+
+def _nm_tomo(frames: int, spacing: float) -> medipy.io.dicom.DataSet:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, NuclearMedicineImageStorage, generate_uid
+
+    ds = medipy.io.dicom.DataSet()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = NuclearMedicineImageStorage, generate_uid()
+    ds.SeriesInstanceUID, ds.StudyInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.ImageType = "NM", ["ORIGINAL", "PRIMARY", "RECON TOMO", "EMISSION"]
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames, ds.PixelSpacing, ds.SpacingBetweenSlices = frames, [4.0, 4.0], spacing
+    ds.SliceVector = list(range(1, frames + 1))
+    detector = Dataset()
+    detector.ImagePositionPatient = [-10.0, -20.0, 30.0]
+    detector.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.DetectorInformationSequence = [detector]
+    ds.PixelData = np.arange(frames * 16, dtype=np.uint16).tobytes()
+    return ds
+
+
+def test_nm_reconstructed_tomogram_gets_per_frame_positions():
+    ds = _nm_tomo(frames=3, spacing=4.5)
+    assert frame_layout(ds).kind == "nm"
+    image = medipy.io.dicom.image([ds])
+    assert image.shape == (3, 4, 4)
+    np.testing.assert_allclose(image.origin, [30.0, -20.0, -10.0])  # (z, y, x)
+    np.testing.assert_allclose(image.spacing, [4.5, 4.0, 4.0])
+    np.testing.assert_array_equal(image.data, np.arange(48, dtype=np.uint16).reshape(3, 4, 4))
+    assert image.metadata["geometry_warnings"] == []
