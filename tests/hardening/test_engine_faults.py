@@ -36,10 +36,9 @@ import pytest
 
 from medipy.cli import EXIT_FAILURES, EXIT_OK, EXIT_RUN_ERROR, main
 
-REPO = Path(__file__).resolve().parents[2]
-MEDIPY = [sys.executable, "-c", "import sys; from medipy.cli import main; sys.exit(main())"]
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           PYTHONWARNINGS="ignore")
+# The installed medipy (python -P: the checkout's medipy/ folder must not shadow it, see tests/cli/conftest.py).
+MEDIPY = [sys.executable, "-P", "-c", "import sys; from medipy.cli import main; sys.exit(main())"]
+ENV = dict(os.environ, PYTHONWARNINGS="ignore")
 TEMPORARY = re.compile(r"(\.medipy\.lock|\.\d+\.tmp|\.[0-9a-f]{32}\.partial)$")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
