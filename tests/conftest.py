@@ -6,7 +6,13 @@ needs it is skipped with a clear reason when it is absent, except under ``CI=tru
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,3 +80,59 @@ def pytest_sessionstart(session) -> None:
             "medipy is not installed in this environment (medipy.pipelines is missing): run "
             "`python -m pip install -e '.[test]'` (or `pip install '.[test]'`) first"
         ) from exc
+
+
+@contextlib.contextmanager
+def _dask_cluster(folder: Path, workers: int = 2) -> Iterator[str]:
+    """A real ``dask scheduler`` and ``workers`` ``dask worker --nthreads 1`` processes (each under its nanny,
+    which restarts a killed worker) on 127.0.0.1; yields the scheduler address, stops them all on exit.
+
+    The processes import the installed medipy (no ``PYTHONPATH`` to the checkout).
+    """
+    scheduler_file = folder / "scheduler.json"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": folder}
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard", "--scheduler-file", str(scheduler_file)], **quiet)]
+    try:
+        deadline = time.monotonic() + 60
+        address = None
+        while address is None and time.monotonic() < deadline:
+            try:
+                address = json.loads(scheduler_file.read_text())["address"]
+            except (OSError, ValueError, KeyError):  # not written yet, or written in several steps
+                time.sleep(0.1)
+        assert address, "dask scheduler did not start"
+        for n in range(workers):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nanny",
+                 "--no-dashboard", "--name", f"w{n}", "--local-directory", str(folder), "--host", "127.0.0.1"],
+                **quiet))
+        from distributed import Client
+
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory) -> Iterator[str]:
+    """The address of a real dask scheduler with two worker processes on 127.0.0.1, shared by the session."""
+    with _dask_cluster(tmp_path_factory.mktemp("dask")) as address:
+        yield address
+
+
+@pytest.fixture(scope="session")
+def start_dask_cluster():
+    """A context manager ``(folder, workers=2) -> address`` for tests that need a cluster of their own
+    (e.g. to kill one of its workers)."""
+    return _dask_cluster

@@ -295,41 +295,10 @@ def test_walk_follows_links_out_only_when_asked(tmp_path):
 # -------------------------------------------------------------------------------- distributed worker kill
 
 @pytest.fixture(scope="module")
-def nanny_cluster(tmp_path_factory) -> Iterator[str]:
-    """A ``dask scheduler`` and two ``dask worker`` processes (each under its nanny) on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("dask")
-    scheduler_file = folder / "scheduler.json"
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)]
-    try:
-        deadline = time.monotonic() + 60
-        address = None
-        while address is None and time.monotonic() < deadline:
-            try:
-                address = json.loads(scheduler_file.read_text())["address"]
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.1)
-        assert address, "dask scheduler did not start"
-        for n in range(2):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--nanny",
-                 "--no-dashboard", "--name", f"w{n}", "--local-directory", str(folder), "--host", "127.0.0.1"],
-                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder))
-        from distributed import Client
-
-        with Client(address, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
+def nanny_cluster(tmp_path_factory, start_dask_cluster) -> Iterator[str]:
+    """A cluster of this module's own (its workers get killed): scheduler + two nanny-supervised workers."""
+    with start_dask_cluster(tmp_path_factory.mktemp("dask")) as address:
         yield address
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in reversed(processes):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch):
