@@ -136,3 +136,28 @@ def start_dask_cluster():
     """A context manager ``(folder, workers=2) -> address`` for tests that need a cluster of their own
     (e.g. to kill one of its workers)."""
     return _dask_cluster
+
+
+def _assert_same_zarr(store: Path, reference: Path) -> None:
+    """Two zarr stores hold the same nodes, metadata, attributes and arrays (every zarr.json and every array)."""
+    import numpy as np
+    import zarr
+
+    def snapshot(root: Path) -> tuple[dict[str, object], dict[str, object]]:
+        metadata = {str(p.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.rglob("zarr.json"))}
+        arrays = {name: zarr.open_array(store=str(root / Path(name).parent), mode="r")[...]
+                  for name in metadata if metadata[name]["node_type"] == "array"}
+        return metadata, arrays
+
+    metadata, arrays = snapshot(store)
+    expected_metadata, expected_arrays = snapshot(reference)
+    assert metadata == expected_metadata
+    assert arrays.keys() == expected_arrays.keys()
+    for name, values in expected_arrays.items():
+        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def assert_same_zarr():
+    """``(store, reference) -> None``: assert two zarr stores are identical (metadata, attributes, arrays)."""
+    return _assert_same_zarr

@@ -12,8 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
 from medipy.cli import EXIT_OK, EXIT_RUN_ERROR, main
 from medipy.engine.checkpoint import OutputLock
 
@@ -26,17 +24,8 @@ def _complete_stacks(store: Path) -> int:
     return count
 
 
-def _snapshot(store: Path) -> tuple[dict[str, object], dict[str, np.ndarray]]:
-    """Every zarr.json (metadata and attributes) and every array of a store."""
-    import zarr
-
-    metadata = {str(p.relative_to(store)): json.loads(p.read_text()) for p in sorted(store.rglob("zarr.json"))}
-    arrays = {name: zarr.open_array(store=str(store / Path(name).parent), mode="r")[...]
-              for name in metadata if metadata[name]["node_type"] == "array"}
-    return metadata, arrays
-
-
-def test_killed_convert_resumes_to_the_same_store(testdata, corpus_reference, medipy_command, tmp_path):
+def test_killed_convert_resumes_to_the_same_store(testdata, corpus_reference, medipy_command, tmp_path,
+                                                  assert_same_zarr):
     command, env = medipy_command
     reference_code, reference = corpus_reference
     out = tmp_path / "killed.zarr"
@@ -67,12 +56,7 @@ def test_killed_convert_resumes_to_the_same_store(testdata, corpus_reference, me
     assert report["stacks"] == expected["stacks"]
     assert report["failures"] == expected["failures"]
 
-    metadata, arrays = _snapshot(out)
-    expected_metadata, expected_arrays = _snapshot(reference)
-    assert metadata == expected_metadata
-    assert arrays.keys() == expected_arrays.keys()
-    for name, values in expected_arrays.items():
-        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+    assert_same_zarr(out, reference)
 
     again = subprocess.run([*argv[:-1], "-v"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == reference_code

@@ -113,26 +113,16 @@ def snapshot(folder: Path, exclude: Path | None = None) -> dict[str, tuple]:
     return out
 
 
-def store_snapshot(store: Path) -> tuple[dict[str, object], dict[str, np.ndarray]]:
-    """Every zarr.json (metadata and attributes) and every array of a store."""
-    import zarr
+@pytest.fixture
+def assert_same_store(assert_same_zarr):
+    """``(store, reference)``: identical zarr content and the same report counts, stacks and failures."""
+    def check(store: Path, reference: Path) -> None:
+        assert_same_zarr(store, reference)
+        report, expected = (json.loads((s / "report.json").read_text()) for s in (store, reference))
+        for key in ("counts", "stacks", "failures", "skipped", "duplicates"):
+            assert report[key] == expected[key], key
 
-    metadata = {str(p.relative_to(store)): json.loads(p.read_text()) for p in sorted(store.rglob("zarr.json"))}
-    arrays = {name: zarr.open_array(store=str(store / Path(name).parent), mode="r")[...]
-              for name in metadata if metadata[name]["node_type"] == "array"}
-    return metadata, arrays
-
-
-def assert_same_store(store: Path, reference: Path) -> None:
-    metadata, arrays = store_snapshot(store)
-    expected_metadata, expected_arrays = store_snapshot(reference)
-    assert metadata == expected_metadata
-    assert arrays.keys() == expected_arrays.keys()
-    for name, values in expected_arrays.items():
-        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
-    report, expected = (json.loads((s / "report.json").read_text()) for s in (store, reference))
-    for key in ("counts", "stacks", "failures", "skipped", "duplicates"):
-        assert report[key] == expected[key], key
+    return check
 
 
 def complete_stacks(store: Path) -> dict[str, dict]:
@@ -301,7 +291,7 @@ def nanny_cluster(tmp_path_factory, start_dask_cluster) -> Iterator[str]:
         yield address
 
 
-def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch):
+def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, assert_same_store):
     from distributed import Client
 
     import medipy.pipelines.convert as pipeline
@@ -335,7 +325,7 @@ def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- process group killed, resumed
 
-def test_process_group_killed_at_random_points(tmp_path):
+def test_process_group_killed_at_random_points(tmp_path, assert_same_store):
     """Kill points are seeded: after k stacks are complete (k random, 0 = as soon as the store exists), plus a
     random delay of up to 50 ms; each killed output is checked, then resumed to the end."""
     export = synthetic_export(tmp_path / "export", series=16, slices=15, size=64)
