@@ -1,7 +1,7 @@
 """Where the engine runs: options (a frozen dataclass, loadable from YAML) and a context manager.
 
 Supported: dask's ``synchronous``, ``threads`` and ``processes`` schedulers (processes: one persistent
-pool for the whole run, tasks handed out one at a time, not batched onto one worker), a
+pool for the whole run, started at once, tasks handed out one at a time, not batched onto one worker), a
 ``distributed`` LocalCluster, an existing scheduler given by ``address``, and dask-jobqueue ``slurm`` /
 ``pbs`` clusters. Policy is passed, never global: :func:`open_runner` yields a :class:`Runner` whose
 ``compute`` uses its own scheduler without touching ``dask.config`` for the rest of the process.
@@ -13,6 +13,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +29,11 @@ logger = logging.getLogger(__name__)
 
 LOCAL_KINDS = ("synchronous", "threads", "processes")
 KINDS = (*LOCAL_KINDS, "distributed", "address", "slurm", "pbs")
+START_METHODS = ("auto", "fork", "forkserver", "spawn")
+#: Modules every worker of the ``processes`` scheduler needs (imported once per worker, or once in the
+#: forkserver): importing them costs ~1 s per process, as much as scanning ~1,000 headers.
+WORKER_MODULES = ("dask.local", "medipy.engine.arrays", "medipy.engine.scan", "medipy.engine.zarr_sink",
+                  "medipy.io.dicom.reading", "medipy.io.dicom.record")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,12 @@ class ClusterOptions:
         Threads of each distributed worker.
     memory_limit
         Memory limit of each LocalCluster worker (e.g. ``"4GB"``), or None for dask's default.
+    start_method
+        How ``processes`` workers start: ``fork`` (instant: they inherit the client's imported modules),
+        ``forkserver`` (the modules are imported once, in the server), ``spawn`` (each worker imports them),
+        or ``auto``: ``fork`` on Linux when it is safe (Python < 3.12, where forking a process that runs
+        threads is not flagged, or a client without other threads), else ``forkserver`` on POSIX and
+        ``spawn`` elsewhere (macOS and Windows cannot fork safely).
     jobqueue
         Batch-system parameters for ``slurm`` and ``pbs``.
     """
@@ -75,6 +88,7 @@ class ClusterOptions:
     workers: int | None = None
     threads_per_worker: int = 1
     memory_limit: str | None = None
+    start_method: str = "auto"
     jobqueue: JobQueueOptions = field(default_factory=JobQueueOptions)
 
     def __post_init__(self) -> None:
@@ -82,6 +96,8 @@ class ClusterOptions:
             raise ConfigError(f"scheduler {self.scheduler!r} is not one of {', '.join(KINDS)}")
         if self.scheduler == "address" and not self.address:
             raise ConfigError("scheduler 'address' needs an address such as tcp://127.0.0.1:8786")
+        if self.start_method not in START_METHODS:
+            raise ConfigError(f"start_method {self.start_method!r} is not one of {', '.join(START_METHODS)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, not {self.workers}")
 
@@ -145,14 +161,49 @@ class Runner:
 
         if self.client is not None:
             return tuple(dask.compute(*collections, scheduler=self.client))
+        if self.kind == "processes":
+            # dask runs a collection's finalize (a bag's concatenation of its partitions) as one more task,
+            # which the process scheduler ships to a worker and back with every result: compute the
+            # partitions in the pool, finalize them here.
+            persisted = dask.persist(*collections, **self.kwargs)
+            return tuple(dask.compute(*persisted, scheduler="synchronous"))
         return tuple(dask.compute(*collections, **self.kwargs))
 
 
 def _warm_up() -> None:
-    """Import the parsing stack once per worker process (not once per task)."""
-    import medipy.engine.arrays  # noqa: F401
-    import medipy.io.dicom.reading  # noqa: F401
-    import medipy.io.dicom.record  # noqa: F401
+    """Import the worker modules once per worker process (not once per task; a no-op after a fork)."""
+    import importlib
+
+    for name in WORKER_MODULES:
+        importlib.import_module(name)
+
+
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
+def start_method(requested: str = "auto") -> str:
+    """The multiprocessing start method for ``requested`` (see :attr:`ClusterOptions.start_method`)."""
+    if requested != "auto":
+        return requested
+    if sys.platform.startswith("linux") and (sys.version_info < (3, 12) or threading.active_count() == 1):
+        return "fork"
+    return "forkserver" if os.name == "posix" and sys.platform != "darwin" else "spawn"
+
+
+@contextlib.contextmanager
+def _process_pool(count: int, requested: str) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``count`` worker processes, all started (and their modules imported) before it is used."""
+    method = start_method(requested)
+    if method == "fork":
+        _warm_up()  # the children inherit the modules instead of importing them
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(list(WORKER_MODULES))
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_warm_up) as pool:
+        list(pool.map(_ready, range(count)))  # start every worker now, not on the first tasks of a run
+        logger.debug("%d worker processes started (%s)", count, method)
+        yield pool
 
 
 @contextlib.contextmanager
@@ -172,8 +223,7 @@ def open_runner(options: ClusterOptions | None = None) -> Iterator[Runner]:
     elif options.scheduler == "threads":
         yield Runner("threads", count, kwargs={"scheduler": "threads", "num_workers": count})
     elif options.scheduler == "processes":
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(count, mp_context=context, initializer=_warm_up) as pool:
+        with _process_pool(count, options.start_method) as pool:
             yield Runner("processes", count, kwargs={"scheduler": "processes", "pool": pool, "chunksize": 1})
     else:
         yield from _distributed(options, count)

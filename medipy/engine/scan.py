@@ -150,9 +150,9 @@ class ElementMemo:
         charset_key = charset if isinstance(charset, str) else tuple(charset)
         elements = ds._dict
         for tag, raw in list(elements.items()):
-            if (not isinstance(raw, RawDataElement) or raw.value is None or tag.is_private
-                    or tag.group in (0x0002, 0x7FE0) or tag == 0x00080005 or raw.VR == "SQ"
-                    or raw.length == 0xFFFFFFFF):
+            group = tag >> 16
+            if (group & 1 or group in (0x0002, 0x7FE0) or tag == 0x00080005 or not isinstance(raw, RawDataElement)
+                    or raw.value is None or raw.VR == "SQ" or raw.length == 0xFFFFFFFF):
                 continue
             key = (tag, raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset_key)
             element = self._elements.get(key)
@@ -193,8 +193,9 @@ def _stable_vr(tag, vr: str | None) -> bool:
         return vr == "UN"
 
 
-def _is_metadata_tag(tag) -> bool:
-    return not (tag.is_private or tag.group in (0x0002, 0x7FE0) or tag in _SKIPPED_TAGS)
+def _is_metadata_tag(tag: int) -> bool:
+    group = tag >> 16
+    return not (group & 1 or group in (0x0002, 0x7FE0) or tag in _SKIPPED_TAGS)
 
 
 def header_entries(header, memo: ElementMemo | None = None) -> tuple[tuple[str, str], ...]:
@@ -215,9 +216,9 @@ def header_entries(header, memo: ElementMemo | None = None) -> tuple[tuple[str, 
     """
     memo = memo or ElementMemo()
     out = []
-    for tag in header.keys():
+    for tag, element in header._dict.items():  # raw or converted, as Dataset.get_item returns them
         if _is_metadata_tag(tag):
-            pair = memo.entry(header, header.get_item(tag))
+            pair = memo.entry(header, element)
             if pair is not None:
                 out.append(pair)
     return tuple(out)

@@ -261,7 +261,7 @@ def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, star
     deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
     if len(ds) == 0:
         _raise_empty(ds, name, source, size, start, stop_before_pixels)
-    _check_dataset(ds.file_meta, name, None)  # its elements are converted now, not on first use
+    _check_dataset(ds.file_meta, name, None, convert)  # converted now (values), not on first use
     last_end = _check_dataset(ds, name, None if deflated else size, convert)
     if deflated or last_end is None:
         return
@@ -311,6 +311,16 @@ def _check_dataset(ds: Dataset, name: str, size: int | None, convert: bool = Tru
     """Check the lengths of the elements of ``ds`` and convert them (recursively) when ``convert``; return
     where the last one ends."""
     end: int | None = None
+    if not convert:  # lengths only: the raw elements as parsed (deferred ones are checked, not read)
+        for raw in ds._dict.values():
+            if isinstance(raw, RawDataElement):
+                end = _check_raw(raw, name, size)
+                continue
+            end = None
+            if raw.VR == VR.SQ:  # parsed during the read (undefined length): check the items' elements
+                for item in raw.value or ():
+                    _check_dataset(item, name, size, convert)
+        return end
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)  # a deferred element is checked, not read
         end = None

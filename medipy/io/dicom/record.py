@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
@@ -127,8 +128,14 @@ _DIFFUSION_GROUPS = frozenset({0x0019, 0x0043, 0x2001})  # private groups read b
 
 def _get(ds: Dataset, keyword: str) -> Any:
     """The value of an attribute, or None when absent (as ``ds.get(keyword)``)."""
+    tag = _TAG[keyword]
+    element = ds._dict.get(tag)
+    if element is None:
+        return None
+    if isinstance(element, DataElement):  # already converted: skip Dataset.__getitem__'s checks
+        return element.value
     try:
-        return ds[_TAG[keyword]].value
+        return ds[tag].value
     except KeyError:
         return None
 
