@@ -178,6 +178,14 @@ def _warm_up() -> None:
         importlib.import_module(name)
 
 
+def _init_worker() -> None:
+    """Set up one worker process of the ``processes`` scheduler: modules imported, one core for Blosc."""
+    from numcodecs import blosc
+
+    _warm_up()
+    blosc.set_nthreads(1)  # one worker per core: Blosc's own threads would only contend with the others
+
+
 def _ready(_: int) -> int:
     return os.getpid()
 
@@ -200,7 +208,7 @@ def _process_pool(count: int, requested: str) -> Iterator[ProcessPoolExecutor]:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(list(WORKER_MODULES))
-    with ProcessPoolExecutor(count, mp_context=context, initializer=_warm_up) as pool:
+    with ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker) as pool:
         list(pool.map(_ready, range(count)))  # start every worker now, not on the first tasks of a run
         logger.debug("%d worker processes started (%s)", count, method)
         yield pool

@@ -36,7 +36,7 @@ def issues_bag(scanned):
     return scanned.filter(_is_issue)
 
 
-def series_plans(scanned, *, npartitions: int | None = None, four_d: bool = True):
+def series_plans(scanned, *, npartitions: int | None = None, four_d: bool = True, shuffle: str = "tasks"):
     """A bag of :class:`~medipy.engine.plan.SeriesPlan`, one per series of a scan bag.
 
     Parameters
@@ -54,7 +54,7 @@ def series_plans(scanned, *, npartitions: int | None = None, four_d: bool = True
         Series plans; their order is not meaningful (see :func:`sort_plans`).
     """
     groups = scanned.filter(_is_scanned).groupby(
-        _series_of, shuffle="tasks", npartitions=npartitions or scanned.npartitions
+        _series_of, shuffle=shuffle, npartitions=npartitions or scanned.npartitions
     )
     return groups.map(partial(plan_series, four_d=four_d))
 

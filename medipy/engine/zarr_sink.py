@@ -25,6 +25,7 @@ import numpy as np
 from medipy.engine.arrays import CHUNK_BYTES, SHARD_BYTES, block_slices, read_block
 from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue
+from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = ["SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes", "stack_summary",
@@ -191,8 +192,14 @@ def write_shard(job: WriteJob) -> list[FileIssue]:
         values = np.moveaxis(values, -1, 0)
     if job.four_d:
         values = values[np.newaxis]
-    array = zarr.open_array(store=job.array_path, mode="r+")
-    array[job.region] = values
+    layout = shard_layout(job.array_path)
+    origin = None if layout is None else shard_origin(layout, job.region)
+    if layout is not None and origin is not None and values.shape == tuple(
+            min(s, n - o * s) for o, s, n in zip(origin, layout.shard_shape, layout.shape, strict=True)):
+        write_whole_shard(layout, origin, values)  # the same bytes as zarr's, ~4x faster
+    else:
+        array = zarr.open_array(store=job.array_path, mode="r+")
+        array[job.region] = values
     return issues
 
 
