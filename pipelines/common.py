@@ -23,7 +23,7 @@ from medipy.engine.progress import compute_with_progress
 from medipy.engine.report import RunReport, read_report
 from medipy.engine.scan import FileIssue, IssueKind, ScanOptions, list_files, scan_bag
 from medipy.engine.selection import Selection
-from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
+from medipy.engine.shuffle import plan_bag, split_planned
 from medipy.engine.walk import collect_files
 from medipy.errors import ConfigError
 from medipy.pipelines.runfile import EXAMPLE
@@ -88,9 +88,9 @@ def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: boo
     paths, root, walk_issues = input_files(source)
     logger.info("%d files to scan under %s", len(paths), root)
     scanned = scan_bag(paths, workers=runner.workers, options=ScanOptions())
-    issues, plans = compute_with_progress(runner, issues_bag(scanned), series_plans(scanned, four_d=four_d),
-                                          desc="scan", enabled=progress)
-    plans = sort_plans(list(plans))
+    (items,) = compute_with_progress(runner, plan_bag(scanned, four_d=four_d, shuffle=runner.shuffle), desc="scan",
+                                     enabled=progress)
+    plans, issues = split_planned(items)
     stacks = [s for p in plans for s in p.stacks]
     kept = [s for s in stacks if selection.keeps(s)]
     all_issues = walk_issues + list(issues) + [i for p in plans for i in p.issues]

@@ -26,12 +26,12 @@ __all__ = [
     "list_files",
     "load_cluster_options",
     "open_runner",
+    "plan_bag",
     "plan_export",
     "plan_series",
     "read_block",
     "scan_bag",
     "scan_file",
-    "series_plans",
     "stack_array",
 ]
 
@@ -43,7 +43,7 @@ _WHERE = {
     "FileIssue": "scan", "IssueKind": "scan", "ScanOptions": "scan", "ScannedFile": "scan",
     "list_files": "scan", "scan_bag": "scan", "scan_file": "scan",
     "SeriesPlan": "plan", "StackPlan": "plan", "plan_series": "plan",
-    "series_plans": "shuffle",
+    "plan_bag": "shuffle",
     "SinkOptions": "zarr_sink",
     "read_block": "arrays", "stack_array": "arrays",
 }

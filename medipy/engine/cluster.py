@@ -155,6 +155,11 @@ class Runner:
     client: Any = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def shuffle(self) -> str:
+        """dask's shuffle method for this scheduler: ``disk`` (partd) on one machine, ``tasks`` on a cluster."""
+        return "tasks" if self.client is not None else "disk"
+
     def compute(self, *collections: Any) -> tuple[Any, ...]:
         """Compute dask collections with this runner's scheduler (like :func:`dask.compute`)."""
         import dask

@@ -16,7 +16,7 @@ from typing import Any
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
 from medipy.engine.scan import FileIssue, ScanOptions, scan_bag
-from medipy.engine.shuffle import issues_bag, series_plans, sort_plans
+from medipy.engine.shuffle import plan_bag, split_planned
 from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
@@ -104,9 +104,8 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
     """
     options = options or ConvertOptions()
     scanned = scan_bag(paths, workers=runner.workers, options=options.scan)
-    plans = series_plans(scanned, four_d=options.four_d)
-    issues, plan_list = runner.compute(issues_bag(scanned), plans)
-    return sort_plans(list(plan_list)), list(issues)
+    (items,) = runner.compute(plan_bag(scanned, four_d=options.four_d, shuffle=runner.shuffle))
+    return split_planned(items)
 
 
 def _write(root: str, stacks: list[StackPlan], runner: Runner, options: ConvertOptions,
