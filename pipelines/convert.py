@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from medipy.engine.checkpoint import write_state
@@ -78,9 +79,11 @@ def _write(root: str, planned: Planned, runner: Runner, sink: SinkOptions, progr
     done = _complete(root, planned.stacks)
     todo = [s for s in planned.stacks if s.path not in done]
     logger.info("%d stacks to write, %d already complete", len(todo), len(done))
+    create = partial(create_image, root, options=sink, source_root=planned.root)
+    for _ in map_unordered(runner, create, todo, desc="create", enabled=False):
+        pass  # the arrays' metadata, written by the workers (~20 ms per stack)
     jobs, owner = [], []
     for plan in todo:
-        create_image(root, plan, sink, source_root=planned.root)
         for job in write_jobs(root, plan, sink):
             jobs.append(job)
             owner.append(plan)

@@ -30,7 +30,11 @@ logger = logging.getLogger(__name__)
 LOCAL_KINDS = ("synchronous", "threads", "processes")
 KINDS = (*LOCAL_KINDS, "distributed", "address", "slurm", "pbs")
 START_METHODS = ("auto", "fork", "forkserver", "spawn")
-#: Modules every worker of the ``processes`` scheduler needs (imported once per worker, or once in the
+#: Modules a forked worker inherits from the client rather than importing them on its first task (the
+#: scan's; the writer's, zarr first, are imported by the workers that write, in parallel).
+FORK_MODULES = ("dask.local", "dask.multiprocessing", "medipy.engine.scan", "medipy.io.dicom.reading",
+                "medipy.io.dicom.record")
+#: Modules the workers of the ``processes`` scheduler need (imported once per spawned worker, or once in the
 #: forkserver): importing them costs ~1 s per process, as much as scanning ~1,000 headers.
 WORKER_MODULES = ("dask.local", "medipy.engine.arrays", "medipy.engine.scan", "medipy.engine.zarr_sink",
                   "medipy.io.dicom.reading", "medipy.io.dicom.record")
@@ -175,20 +179,25 @@ class Runner:
         return tuple(dask.compute(*collections, **self.kwargs))
 
 
-def _warm_up() -> None:
-    """Import the worker modules once per worker process (not once per task; a no-op after a fork)."""
+def _warm_up(modules: tuple[str, ...] = WORKER_MODULES) -> None:
+    """Import the worker modules once per worker process (not once per task)."""
     import importlib
 
-    for name in WORKER_MODULES:
+    for name in modules:
         importlib.import_module(name)
 
 
-def _init_worker() -> None:
-    """Set up one worker process of the ``processes`` scheduler: modules imported, one core for Blosc."""
+def _limit_threads() -> None:
+    """One core per worker process: Blosc's own threads would only contend with the other workers."""
     from numcodecs import blosc
 
+    blosc.use_threads = False  # numcodecs then compresses with one thread, outside Blosc's global pool
+
+
+def _init_worker() -> None:
+    """Set up one spawned worker process of the ``processes`` scheduler: modules imported, one core."""
     _warm_up()
-    blosc.set_nthreads(1)  # one worker per core: Blosc's own threads would only contend with the others
+    _limit_threads()
 
 
 def _ready(_: int) -> int:
@@ -208,12 +217,15 @@ def start_method(requested: str = "auto") -> str:
 def _process_pool(count: int, requested: str) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``count`` worker processes, all started (and their modules imported) before it is used."""
     method = start_method(requested)
-    if method == "fork":
-        _warm_up()  # the children inherit the modules instead of importing them
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(list(WORKER_MODULES))
-    with ProcessPoolExecutor(count, mp_context=context, initializer=_init_worker) as pool:
+    # forked children inherit what the client has imported and import the rest on first use, in parallel;
+    # spawned ones import everything once, when they start
+    initializer = _limit_threads if method == "fork" else _init_worker
+    if method == "fork":
+        _warm_up(FORK_MODULES)
+    with ProcessPoolExecutor(count, mp_context=context, initializer=initializer) as pool:
         list(pool.map(_ready, range(count)))  # start every worker now, not on the first tasks of a run
         logger.debug("%d worker processes started (%s)", count, method)
         yield pool

@@ -11,10 +11,12 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
+from medipy.engine.progress import map_unordered
 from medipy.engine.scan import FileIssue, ScanOptions, scan_bag
 from medipy.engine.shuffle import plan_bag, split_planned
 from medipy.engine.walk import collect_files
@@ -131,8 +133,10 @@ def _write(root: str, stacks: list[StackPlan], runner: Runner, options: ConvertO
         batch.clear()
         jobs.clear()
 
+    create = partial(create_image, root, options=options.sink, source_root=source_root)
+    for _ in map_unordered(runner, create, stacks, desc="create", enabled=False):
+        pass  # the arrays' metadata, written by the workers (~20 ms per stack)
     for plan in stacks:
-        create_image(root, plan, options.sink, source_root=source_root)
         batch.append(plan)
         jobs.extend(write_jobs(root, plan, options.sink))
         if len(jobs) >= options.jobs_per_batch:

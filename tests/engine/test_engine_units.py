@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from medipy.engine import ClusterOptions, IssueKind, ScannedFile, convert, open_runner
 from medipy.engine.cluster import jobqueue_cluster, load_cluster_options
 from medipy.engine.plan import node_name
+from medipy.engine.progress import map_unordered
 from medipy.engine.scan import list_files, scan_file
 from medipy.errors import ConfigError
 
@@ -161,3 +162,42 @@ def test_jobqueue_job_script_from_yaml(tmp_path: Path, kind: str, directive: str
     assert "normal" in script
     assert "--exclusive" in script
     assert "--nthreads" in script or "--nworkers" in script
+
+
+def test_start_methods_are_checked_and_auto_forks_where_it_is_safe() -> None:
+    import sys
+
+    from medipy.engine.cluster import start_method
+
+    with pytest.raises(ConfigError, match="start_method"):
+        ClusterOptions("processes", start_method="vfork")
+    assert start_method("spawn") == "spawn"
+    if sys.platform.startswith("linux") and sys.version_info < (3, 12):
+        assert start_method("auto") == "fork"
+    elif sys.platform == "darwin":
+        assert start_method("auto") == "spawn"
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_process_workers_of_every_start_method_scan_and_plan_alike(testdata: Path, method: str) -> None:
+    import os
+
+    from medipy.engine import plan_export
+
+    paths = list_files(testdata / CT)
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        expected, expected_issues = plan_export(paths, runner)
+    with open_runner(ClusterOptions("processes", workers=2, start_method=method)) as runner:
+        assert runner.shuffle == "disk"
+        pids = {pid for _, pid in map_unordered(runner, _pid, list(range(8)), desc="pid", enabled=False)}
+        plans, issues = plan_export(paths, runner)
+    assert os.getpid() not in pids
+    assert [s.records for p in plans for s in p.stacks] == [s.records for p in expected for s in p.stacks]
+    assert [s.path for p in plans for s in p.stacks] == [s.path for p in expected for s in p.stacks]
+    assert issues == expected_issues
+
+
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
