@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                                  help="each stack its own 3D image (no (t, z, y, x) grouping)")
             command.add_argument("--no-thumbnails", dest="thumbnails", action="store_false", default=None,
                                  help="no thumbnails in report.html")
+            command.add_argument("--compression", choices=("lz4", "zstd"), default=None,
+                                 help="Blosc codec of the arrays: lz4 (default, fastest) or zstd (~30%% smaller)")
         else:
             command.add_argument("--no-dicomdir", dest="dicomdir", action="store_false", default=None,
                                  help="no DICOMDIR")
@@ -137,7 +139,8 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser):
         if value:
             select = dataclasses.replace(select, **{field: tuple(value) if isinstance(value, list) else value})
     changes: dict[str, Any] = {k: getattr(args, k) for k in ("overwrite", "four_d", "thumbnails", "dicomdir",
-                                                              "dry_run") if getattr(args, k, None) is not None}
+                                                              "dry_run", "compression")
+                               if getattr(args, k, None) is not None}
     if args.quiet:
         changes["progress"] = False
     options = dataclasses.replace(config.options, **changes)

@@ -135,7 +135,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
     """
     import zarr
 
-    sink = sink or SinkOptions()
+    sink = sink or SinkOptions.named(config.options.compression)
     start = time.perf_counter()
     root = os.path.abspath(config.output)  # workers of a distributed cluster have their own directory
     options = config.options

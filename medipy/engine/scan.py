@@ -278,14 +278,14 @@ def scan_file(path: str, options: ScanOptions | None = None, memo: ElementMemo |
         Never raises for a bad file: not-DICOM, broken and unreadable files, DICOMDIRs and non-image DICOM
         become a :class:`FileIssue`.
     """
-    from medipy.io.dicom.reading import read
+    from medipy.io.dicom.reading import parse_file
     from medipy.io.dicom.record import dataset_records
 
     options = options or ScanOptions()
     memo = memo or ElementMemo()
     try:
         # lengths only: the public elements are converted right after (memo.prime), a corrupt value fails there
-        ds = read(path, defer_size=options.defer_size, check="lengths")
+        ds = parse_file(path, defer_size=options.defer_size, check="lengths")
     except NotDicomError as exc:
         return FileIssue(path, IssueKind.NOT_DICOM, exc.reason)
     except BrokenDicomError as exc:

@@ -73,6 +73,30 @@ def test_convert_selection_and_dry_run(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert [s["series_description"] for s in report["stacks"]] == ["marked lesion<MPR Collection>"]
     assert report["excluded"] == 7
+    assert _blosc(out, report["stacks"][0]["path"])["cname"] == "lz4"
+
+
+def test_convert_with_zstd(tmp_path):
+    import numpy as np
+    import zarr
+
+    out = {}
+    for compression in ("lz4", "zstd"):
+        out[compression] = tmp_path / f"{compression}.zarr"
+        argv = ["convert", "--example", str(out[compression]), "--scheduler", "synchronous", "--modality", "CT",
+                "--no-thumbnails", "-q"]
+        assert main([*argv, "--compression", compression]) == EXIT_OK
+    report = json.loads((out["zstd"] / "report.json").read_text())
+    for stack in report["stacks"]:
+        blosc = _blosc(out["zstd"], stack["path"])
+        assert (blosc["cname"], blosc["clevel"], blosc["shuffle"]) == ("zstd", 1, "bitshuffle")
+        arrays = [zarr.open_array(str(out[c] / stack["path"] / "0"), mode="r")[...] for c in out]
+        np.testing.assert_array_equal(arrays[0], arrays[1])
+
+
+def _blosc(store, path: str) -> dict:
+    meta = json.loads((store / path / "0" / "zarr.json").read_text())
+    return meta["codecs"][0]["configuration"]["codecs"][1]["configuration"]
 
 
 def test_normalize_example(tmp_path):

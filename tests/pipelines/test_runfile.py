@@ -24,6 +24,8 @@ GOOD = "pipeline: convert\ninput: example\noutput: out.zarr\n"
     (GOOD + "select: CT\n", ["'select' must be a mapping"]),
     (GOOD + "cluster:\n  scheduler: slurmm\n", ["scheduler 'slurmm' is not one of"]),
     (GOOD + "cluster:\n  scheduler: address\n", ["needs an address such as tcp://"]),
+    (GOOD + "cluster:\n  start_method: vfork\n", ["start_method 'vfork' is not one of auto, fork"]),
+    (GOOD + "options:\n  compression: brotli\n", ["compression 'brotli' is not one of lz4, zstd"]),
     ("pipeline: convert\noutput: out.zarr\n", ["missing key 'input'", "input: /path/to/export"]),
     ("input: example\noutput: out.zarr\n", ["missing key 'pipeline'", "pipeline: convert"]),
     ("pipeline: convert\ninput: example\n", ["missing key 'output'", "output: out.zarr"]),

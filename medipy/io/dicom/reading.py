@@ -27,7 +27,7 @@ from pydicom.valuerep import VR
 from medipy.errors import BrokenDicomError, MedipyError, NotDicomError
 from medipy.io.dicom.dataset import DataSet
 
-__all__ = ["read"]
+__all__ = ["parse_file", "read"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,32 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
     (128, 'CT_small.dcm')
     """
     name = os.fspath(path)
+    ds = parse_file(name, stop_before_pixels=stop_before_pixels, defer_size=defer_size, check=check)
+    out = DataSet.from_pydicom(ds, path=name)
+    # Deferred elements are loaded from the file: keep what pydicom's Dataset.__getitem__ needs for that.
+    for attribute in ("filename", "fileobj_type", "timestamp", "buffer"):
+        out.__dict__[attribute] = getattr(ds, attribute, None)
+    if _is_dicomdir(out):
+        from medipy.io.dicom.dicomdir import link_records  # dicomdir imports this module
+
+        link_records(out)
+    logger.debug("read %s (%d top-level elements)", name, len(out))
+    return out
+
+
+def parse_file(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
+               defer_size: int | str | None = None, check: str = "values") -> FileDataset:
+    """Parse a DICOM file into pydicom's own :class:`~pydicom.dataset.FileDataset`, checked as :func:`read` does.
+
+    The lower half of :func:`read` (same parameters, same errors), for callers that use the elements only
+    and do not need a :class:`DataSet` (the engine's scan, which parses every file of an export once): the
+    file is sniffed, parsed and checked, but not wrapped, and a DICOMDIR's records are not linked.
+
+    Returns
+    -------
+    pydicom.dataset.FileDataset
+    """
+    name = os.fspath(path)
     mode = os.stat(name).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block open() forever
         raise NotDicomError("is not a regular file (a FIFO, socket or device); refusing to read it", name)
@@ -126,16 +152,7 @@ def read(path: str | os.PathLike[str], *, stop_before_pixels: bool = False,
         raise BrokenDicomError(
             f"is truncated or corrupt ({type(exc).__name__}: {exc}); re-copy or re-export the file", name,
         ) from exc
-    out = DataSet.from_pydicom(ds, path=name)
-    # Deferred elements are loaded from the file: keep what pydicom's Dataset.__getitem__ needs for that.
-    for attribute in ("filename", "fileobj_type", "timestamp", "buffer"):
-        out.__dict__[attribute] = getattr(ds, attribute, None)
-    if _is_dicomdir(out):
-        from medipy.io.dicom.dicomdir import link_records  # dicomdir imports this module
-
-        link_records(out)
-    logger.debug("read %s (%d top-level elements)", name, len(out))
-    return out
+    return ds
 
 
 class _BoundedReader(io.BufferedReader):
@@ -312,15 +329,15 @@ def _check_dataset(ds: Dataset, name: str, size: int | None, convert: bool = Tru
     where the last one ends."""
     end: int | None = None
     if not convert:  # lengths only: the raw elements as parsed (deferred ones are checked, not read)
-        for raw in ds._dict.values():
-            if isinstance(raw, RawDataElement):
-                end = _check_raw(raw, name, size)
-                continue
-            end = None
-            if raw.VR == VR.SQ:  # parsed during the read (undefined length): check the items' elements
-                for item in raw.value or ():
+        # pydicom reads elements one after the other: a value cut short by the end of the file (or a deferred
+        # one reaching past it) ends the parse, so that only the last element can be truncated.
+        last = None
+        for element in ds._dict.values():
+            last = element
+            if not isinstance(element, RawDataElement) and element.VR == VR.SQ:
+                for item in element.value or ():  # parsed during the read (undefined length)
                     _check_dataset(item, name, size, convert)
-        return end
+        return _check_raw(last, name, size) if isinstance(last, RawDataElement) else None
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=True)  # a deferred element is checked, not read
         end = None
