@@ -145,7 +145,10 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
                 raise PixelDecodeError(issue.reason, record.path)
             issues.append(issue)
             continue
-        out[i] = rescale(value, record, inner)
+        if inner == dtype:
+            rescale(value, record, inner, out=out[i])
+        else:
+            out[i] = rescale(value, record, inner)
     return (out, issues) if report else out
 
 

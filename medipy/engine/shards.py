@@ -165,7 +165,7 @@ def write_whole_shard(layout: ShardLayout, coords: tuple[int, ...], values: np.n
     for flat in range(int(np.prod(counts))):  # one axis at most has several chunks: Morton order = C order
         where = np.unravel_index(flat, counts)
         chunk = full[tuple(slice(i * c, (i + 1) * c) for i, c in zip(where, layout.chunk_shape, strict=True))]
-        if np.all(chunk == layout.fill_value):
+        if not chunk.any() if layout.fill_value == 0 else np.all(chunk == layout.fill_value):
             continue
         encoded = bytes(compressor.encode(np.ascontiguousarray(chunk)))
         index[where] = (offset, len(encoded))

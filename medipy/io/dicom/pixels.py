@@ -186,16 +186,16 @@ def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
             "Rows, Columns or Number of Frames?); refusing to guess, re-export the file",
             record.path,
         )
+    values = np.empty((record.rows, record.columns), dtype=dtype)
     with open(record.path, "rb") as handle:
         handle.seek(offset)
-        raw = handle.read(count * dtype.itemsize)
-    if len(raw) != count * dtype.itemsize:
+        got = handle.readinto(values.reshape(-1).view(np.uint8))  # straight into the array: no copy
+    if got != count * dtype.itemsize:
         raise PixelDecodeError(
-            f"file ends inside Pixel Data (frame {frame}: {len(raw)} of {count * dtype.itemsize} bytes)",
+            f"file ends inside Pixel Data (frame {frame}: {got} of {count * dtype.itemsize} bytes)",
             record.path,
         )
-    values = np.frombuffer(raw, dtype=dtype).reshape(record.rows, record.columns)
-    return values.astype(dtype.newbyteorder("="))
+    return values if dtype.isnative else values.astype(dtype.newbyteorder("="))
 
 
 def fit_bits_stored(values: np.ndarray, record: SliceRecord) -> np.ndarray:
@@ -273,14 +273,25 @@ def output_dtype(records: Sequence[SliceRecord]) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def rescale(values: np.ndarray, record: SliceRecord, dtype: np.dtype) -> np.ndarray:
-    """Real-world values of one slice: ``values * slope + intercept`` in ``dtype`` (see output_dtype)."""
+def rescale(values: np.ndarray, record: SliceRecord, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """Real-world values of one slice: ``values * slope + intercept`` in ``dtype`` (see output_dtype).
+
+    With ``out`` (an array of ``dtype`` and the slice's shape), the values are written there and ``out`` is
+    returned.
+    """
+    if record.samples_per_pixel == 1 and dtype.kind != "f":  # integer output: slope 1, whole intercept
+        if out is None:
+            out = values.astype(dtype)
+        else:
+            np.copyto(out, values, casting="unsafe")
+        if record.rescale_intercept:
+            out += dtype.type(int(record.rescale_intercept))
+        return out
     if record.samples_per_pixel > 1:
-        return values.astype(dtype, copy=False)
-    if dtype.kind == "f":
-        out = values.astype(np.float64) * record.rescale_slope + record.rescale_intercept
-        return out.astype(dtype)
-    out = values.astype(dtype)
-    if record.rescale_intercept:
-        out += dtype.type(int(record.rescale_intercept))
+        result = values.astype(dtype, copy=False)
+    else:
+        result = (values.astype(np.float64) * record.rescale_slope + record.rescale_intercept).astype(dtype)
+    if out is None:
+        return result
+    out[...] = result
     return out
