@@ -28,7 +28,7 @@ from medipy.engine.walk import collect_files
 from medipy.errors import ConfigError
 from medipy.pipelines.runfile import EXAMPLE
 
-__all__ = ["Planned", "example_files", "input_files", "plan_input", "relative_issue", "runner_for",
+__all__ = ["Planned", "example_files", "input_files", "plan_input", "runner_for",
            "split_issues", "take_output"]
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,6 @@ def input_files(source: str) -> tuple[list[str], str, list[FileIssue]]:
     source = os.path.abspath(source)  # workers of a distributed cluster have their own directory
     walked = collect_files(source)
     return walked.paths, source if os.path.isdir(source) else os.path.dirname(source), walked.issues
-
-
-def relative_issue(issue: FileIssue, root: str) -> FileIssue:
-    """``issue`` with its path (and the path in its reason) relative to ``root``."""
-    if not issue.path or not os.path.isabs(issue.path):
-        return issue
-    prefix = os.path.join(root, "")
-    return FileIssue(os.path.relpath(issue.path, root).replace(os.sep, "/"), issue.kind,
-                     issue.reason.replace(prefix, ""))
 
 
 @dataclass
@@ -99,7 +90,7 @@ def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: boo
 
 def split_issues(issues: list[FileIssue], root: str) -> tuple[list[dict], list[dict], list[dict]]:
     """Failures, duplicates and skipped files, relative to ``root``, sorted, as dicts."""
-    relative = sorted((relative_issue(i, root) for i in issues), key=lambda i: (i.path, i.kind))
+    relative = sorted((i.relative_to(root) for i in issues), key=lambda i: (i.path, i.kind))
     failures = [i.as_dict() for i in relative if i.is_failure]
     duplicates = [i.as_dict() for i in relative if i.kind == IssueKind.DUPLICATE]
     skipped = [i.as_dict() for i in relative if not i.is_failure and i.kind != IssueKind.DUPLICATE]

@@ -15,11 +15,11 @@ import logging
 import os
 import time
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 from medipy.engine.checkpoint import write_state
 from medipy.engine.cluster import Runner
+from medipy.engine.conversion import write_stacks
 from medipy.engine.plan import StackPlan
 from medipy.engine.progress import map_unordered
 from medipy.engine.report import RunReport, write_html, write_json
@@ -28,14 +28,10 @@ from medipy.engine.thumbnails import stack_thumbnail
 from medipy.engine.zarr_sink import (
     FORMAT_VERSION,
     SinkOptions,
-    create_image,
-    finish_image,
     stack_summary,
-    write_jobs,
     write_root,
-    write_shard,
 )
-from medipy.pipelines.common import Planned, plan_input, relative_issue, runner_for, split_issues, take_output
+from medipy.pipelines.common import Planned, plan_input, runner_for, split_issues, take_output
 from medipy.pipelines.runfile import EXAMPLE, RunConfig
 
 __all__ = ["fingerprint", "run"]
@@ -79,25 +75,7 @@ def _write(root: str, planned: Planned, runner: Runner, sink: SinkOptions, progr
     done = _complete(root, planned.stacks)
     todo = [s for s in planned.stacks if s.path not in done]
     logger.info("%d stacks to write, %d already complete", len(todo), len(done))
-    create = partial(create_image, root, options=sink, source_root=planned.root)
-    for _ in map_unordered(runner, create, todo, desc="create", enabled=False):
-        pass  # the arrays' metadata, written by the workers (~20 ms per stack)
-    jobs, owner = [], []
-    for plan in todo:
-        for job in write_jobs(root, plan, sink):
-            jobs.append(job)
-            owner.append(plan)
-    remaining = {plan.path: 0 for plan in todo}
-    for plan in owner:
-        remaining[plan.path] += 1
-    found: dict[str, list[FileIssue]] = {plan.path: [] for plan in todo}
-    for index, issues in map_unordered(runner, write_shard, jobs, desc="write", enabled=progress):
-        plan = owner[index]
-        found[plan.path].extend(relative_issue(i, planned.root) for i in issues)
-        remaining[plan.path] -= 1
-        if remaining[plan.path] == 0:
-            found[plan.path].sort(key=lambda i: (i.path, i.kind))
-            finish_image(root, plan, found[plan.path], source_root=planned.root)
+    found = write_stacks(root, todo, runner, sink, source_root=planned.root, progress=progress)
     return found, len(done)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,6 +23,7 @@ from medipy.engine.shuffle import plan_bag, split_planned
 from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
+    WriteJob,
     create_image,
     finish_image,
     stack_summary,
@@ -30,7 +32,7 @@ from medipy.engine.zarr_sink import (
     write_shard,
 )
 
-__all__ = ["ConvertOptions", "ConvertReport", "convert", "plan_export"]
+__all__ = ["ConvertOptions", "ConvertReport", "convert", "plan_export", "write_stacks"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +47,6 @@ class ConvertOptions:
         Scan and storage options.
     four_d
         Write volumes of one geometry as one (t, z, y, x) image (see :func:`medipy.engine.plan.plan_series`).
-    jobs_per_batch
-        Write tasks submitted at once (bounds the client's graph); stacks of a batch are marked complete
-        when the batch is done.
     overwrite
         Replace an existing output store.
     """
@@ -55,7 +54,6 @@ class ConvertOptions:
     scan: ScanOptions = field(default_factory=ScanOptions)
     sink: SinkOptions = field(default_factory=SinkOptions)
     four_d: bool = True
-    jobs_per_batch: int = 4096
     overwrite: bool = False
 
 
@@ -76,14 +74,6 @@ def _source_root(source: Any, paths: list[str]) -> str | None:
         name = os.fspath(source)
         return name if os.path.isdir(name) else os.path.dirname(os.path.abspath(name))
     return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else None
-
-
-def _relative(issue: FileIssue, root: str | None) -> FileIssue:
-    if root is None or not issue.path:
-        return issue
-    prefix = os.path.join(os.path.abspath(root), "")
-    return FileIssue(os.path.relpath(issue.path, root).replace(os.sep, "/"), issue.kind,
-                     issue.reason.replace(prefix, ""))
 
 
 def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None = None
@@ -110,38 +100,52 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
     return split_planned(items)
 
 
-def _write(root: str, stacks: list[StackPlan], runner: Runner, options: ConvertOptions,
-           source_root: str | None) -> dict[str, list[FileIssue]]:
-    """Write every stack, batch after batch; returns the unreadable slices of each stack."""
-    import dask.bag as db
+def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,
+                 source_root: str | None = None, progress: bool = False) -> dict[str, list[FileIssue]]:
+    """Write stacks into the store ``root``: their image groups, their shards, then their ``complete`` flag.
 
-    found: dict[str, list[FileIssue]] = {}
-    batch: list[StackPlan] = []
-    jobs: list = []
+    The groups are created by the workers; the shards are written one task each (at most a few per worker
+    in flight, so that the client holds no graph of the whole export); a stack is marked complete by the
+    client as soon as its last shard is written (an interrupted run keeps every stack finished so far).
 
-    def flush() -> None:
-        if not jobs:
-            return
-        results = runner.compute(db.from_sequence(jobs, npartitions=len(jobs)).map(write_shard))[0]
-        by_array: dict[str, list[FileIssue]] = {}
-        for job, issues in zip(jobs, results, strict=True):
-            by_array.setdefault(job.array_path, []).extend(issues)
-        for plan in batch:
-            array_path = os.path.join(root, *plan.path.split("/"), "0")
-            found[plan.path] = [_relative(i, source_root) for i in by_array.get(array_path, [])]
-            finish_image(root, plan, found[plan.path], source_root=source_root)
-        batch.clear()
-        jobs.clear()
+    Parameters
+    ----------
+    root
+        The zarr store (its root group exists).
+    stacks
+        The stacks to write.
+    runner
+        Where to compute.
+    sink
+        Storage options.
+    source_root
+        The export's folder: slice issues and stored file names are made relative to it.
+    progress
+        Draw a progress bar (when stderr is a terminal).
 
-    create = partial(create_image, root, options=options.sink, source_root=source_root)
+    Returns
+    -------
+    dict
+        The slices that could not be read, per stack path (relative to ``source_root``, sorted).
+    """
+    create = partial(create_image, root, options=sink, source_root=source_root)
     for _ in map_unordered(runner, create, stacks, desc="create", enabled=False):
-        pass  # the arrays' metadata, written by the workers (~20 ms per stack)
+        pass
+    jobs: list[WriteJob] = []
+    owner: list[StackPlan] = []
     for plan in stacks:
-        batch.append(plan)
-        jobs.extend(write_jobs(root, plan, options.sink))
-        if len(jobs) >= options.jobs_per_batch:
-            flush()
-    flush()
+        for job in write_jobs(root, plan, sink):
+            jobs.append(job)
+            owner.append(plan)
+    remaining = Counter(plan.path for plan in owner)
+    found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
+    for index, issues in map_unordered(runner, write_shard, jobs, desc="write", enabled=progress):
+        plan = owner[index]
+        found[plan.path].extend(i.relative_to(source_root) for i in issues)
+        remaining[plan.path] -= 1
+        if remaining[plan.path] == 0:
+            found[plan.path].sort(key=lambda i: (i.path, i.kind))
+            finish_image(root, plan, found[plan.path], source_root=source_root)
     return found
 
 
@@ -199,10 +203,10 @@ def convert(source: str | os.PathLike[str] | Iterable[str], output: str | os.Pat
     plans, scan_issues = plan_export(paths, runner, options)
     planned = time.perf_counter()
     stacks = [s for p in plans for s in p.stacks]
-    issues = [_relative(i, source_root) for i in walked.issues + scan_issues]
-    issues += [_relative(i, source_root) for p in plans for i in p.issues]
+    issues = [i.relative_to(source_root) for i in walked.issues + scan_issues]
+    issues += [i.relative_to(source_root) for p in plans for i in p.issues]
     logger.info("%d series, %d stacks, %d files not used; writing", len(plans), len(stacks), len(issues))
-    slice_issues = _write(root, stacks, runner, options, source_root)
+    slice_issues = write_stacks(root, stacks, runner, options.sink, source_root=source_root)
     written = time.perf_counter()
     summaries = [stack_summary(s, slice_issues.get(s.path, [])) for s in stacks]
     issues += [i for found in slice_issues.values() for i in found]

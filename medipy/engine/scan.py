@@ -76,6 +76,19 @@ class FileIssue:
         """Plain dict (for JSON attributes and reports)."""
         return {"path": self.path, "kind": self.kind, "reason": self.reason}
 
+    def relative_to(self, root: str | None) -> FileIssue:
+        """The same issue with its path (and the folder in its reason) relative to ``root``, ``/``-separated.
+
+        ``root`` and the path are as the scan saw them (both absolute, or both relative to the working
+        folder); without ``root`` or a path, the issue is returned as is.
+        """
+        if root is None or not self.path:
+            return self
+        reason = self.reason
+        for prefix in {os.path.join(os.path.abspath(root), ""), os.path.join(root, "")}:
+            reason = reason.replace(prefix, "")
+        return FileIssue(os.path.relpath(self.path, root).replace(os.sep, "/"), self.kind, reason)
+
 
 plain_state(FileIssue)
 

@@ -294,7 +294,7 @@ def nanny_cluster(tmp_path_factory, start_dask_cluster) -> Iterator[str]:
 def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, assert_same_store):
     from distributed import Client
 
-    import medipy.pipelines.convert as pipeline
+    import medipy.engine.conversion as engine  # where write_stacks marks a stack complete
 
     export = synthetic_export(tmp_path / "export", series=24, slices=12, size=64)
     reference = tmp_path / "clean.zarr"
@@ -304,7 +304,7 @@ def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, asse
         pids = client.run(os.getpid)
         victim_address, victim = sorted(pids.items())[0]
         killed: list[int] = []
-        original = pipeline.finish_image
+        original = engine.finish_image
 
         def finish_and_kill(*args, **kwargs):
             if not killed:  # the first stack is complete: the other shards are queued or running
@@ -312,7 +312,7 @@ def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, asse
                 killed.append(victim)
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(pipeline, "finish_image", finish_and_kill)
+        monkeypatch.setattr(engine, "finish_image", finish_and_kill)
         out = tmp_path / "killed.zarr"
         code = run_cli(["convert", str(export), str(out), "--scheduler", nanny_cluster, "-q"])
         assert killed == [victim]
