@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from medipy.engine.checkpoint import LOCK_NAME, OutputLock, differences, read_state, remove_leftovers, write_state
@@ -21,9 +22,9 @@ from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
 from medipy.engine.progress import compute_with_progress
 from medipy.engine.report import RunReport, read_report
-from medipy.engine.scan import FileIssue, IssueKind, ScanOptions, list_files, scan_bag
+from medipy.engine.scan import FileIssue, IssueKind, list_files
 from medipy.engine.selection import Selection
-from medipy.engine.shuffle import plan_bag, split_planned
+from medipy.engine.shuffle import plan_files
 from medipy.engine.walk import collect_files
 from medipy.errors import ConfigError
 from medipy.pipelines.runfile import EXAMPLE
@@ -78,10 +79,8 @@ def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: boo
     """Scan and shuffle ``source`` into series plans (with a progress bar), then apply ``selection``."""
     paths, root, walk_issues = input_files(source)
     logger.info("%d files to scan under %s", len(paths), root)
-    scanned = scan_bag(paths, workers=runner.workers, options=ScanOptions())
-    (items,) = compute_with_progress(runner, plan_bag(scanned, four_d=four_d, shuffle=runner.shuffle), desc="scan",
-                                     enabled=progress)
-    plans, issues = split_planned(items)
+    compute = partial(compute_with_progress, runner, desc="scan", enabled=progress)
+    plans, issues = plan_files(paths, runner, four_d=four_d, compute=compute)
     stacks = [s for p in plans for s in p.stacks]
     kept = [s for s in stacks if selection.keeps(s)]
     all_issues = walk_issues + list(issues) + [i for p in plans for i in p.issues]

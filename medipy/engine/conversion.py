@@ -18,8 +18,8 @@ from typing import Any
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
 from medipy.engine.progress import map_unordered
-from medipy.engine.scan import FileIssue, ScanOptions, scan_bag
-from medipy.engine.shuffle import plan_bag, split_planned
+from medipy.engine.scan import FileIssue, ScanOptions
+from medipy.engine.shuffle import plan_files
 from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
@@ -95,9 +95,7 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
         Plans in series order; issues of the scan (not DICOM, broken, DICOMDIR, non-image...).
     """
     options = options or ConvertOptions()
-    scanned = scan_bag(paths, workers=runner.workers, options=options.scan)
-    (items,) = runner.compute(plan_bag(scanned, four_d=options.four_d, shuffle=runner.shuffle))
-    return split_planned(items)
+    return plan_files(paths, runner, options=options.scan, four_d=options.four_d)
 
 
 def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,

@@ -37,6 +37,7 @@ __all__ = [
     "header_json",
     "list_files",
     "scan_bag",
+    "scan_chunks",
     "scan_file",
     "scan_files",
 ]
@@ -408,10 +409,15 @@ def scan_bag(paths: Sequence[str], *, workers: int = 1, options: ScanOptions | N
     import dask.bag as db
 
     options = options or ScanOptions()
+    chunks = scan_chunks(paths, workers, options)
+    return db.from_sequence(chunks, npartitions=len(chunks)).map_partitions(_scan_partition, options)
+
+
+def scan_chunks(paths: Sequence[str], workers: int = 1, options: ScanOptions | None = None) -> list[list[str]]:
+    """The batches of files the scan tasks take (see :func:`partition_count`); at least one, maybe empty."""
     n = partition_count(len(paths), workers, options)
     size = max(1, math.ceil(len(paths) / n))
-    chunks = [list(paths[i:i + size]) for i in range(0, len(paths), size)] or [[]]
-    return db.from_sequence(chunks, npartitions=len(chunks)).map_partitions(_scan_partition, options)
+    return [list(paths[i:i + size]) for i in range(0, len(paths), size)] or [[]]
 
 
 def _scan_partition(chunks: list[list[str]], options: ScanOptions) -> list[ScannedFile | FileIssue]:

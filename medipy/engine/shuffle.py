@@ -5,22 +5,30 @@ split of each series into stacks is :func:`medipy.io.dicom.keys.split_stacks`, r
 series after the shuffle (see :func:`medipy.engine.plan.plan_series`): the engine groups exactly as
 :func:`medipy.io.dicom.series` and :func:`medipy.io.dicom.stacks` do.
 
-The files that yield no slice travel through the same shuffle under a key of their own, so that a scan
-partition has one consumer and its task is fused with the shuffle's first step: with the ``processes``
-scheduler every task result crosses the client, and a scan bag with two consumers (plans and issues) would
-cross it once more. Local schedulers shuffle on disk (``partd``, no task result holds the records), a
-cluster with a task shuffle (workers have no shared disk).
+The files that yield no slice travel through the same shuffle under a key of their own. On one machine
+(:attr:`medipy.engine.cluster.Runner.shuffle` ``"disk"``) the shuffle is on disk and fused with the scan:
+each scan task writes its files, grouped by bucket of series key, to a private folder, and after a barrier
+each plan task reads one bucket from every scan task (with the ``processes`` scheduler, a task result crosses
+the client: the scan's records never do). On a cluster, where workers share no disk, it is dask's task
+shuffle (:func:`plan_bag`).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
+import pickle
+import tempfile
+import zlib
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from medipy.engine.plan import SeriesPlan, plan_series
-from medipy.engine.scan import FileIssue, ScannedFile
+from medipy.engine.scan import FileIssue, ScannedFile, ScanOptions, scan_bag, scan_chunks, scan_files
 
-__all__ = ["plan_bag", "sort_plans", "split_planned"]
+__all__ = ["plan_bag", "plan_files", "sort_plans", "split_planned"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +81,85 @@ def split_planned(items) -> tuple[list[SeriesPlan], list[FileIssue]]:
 def sort_plans(plans: list[SeriesPlan]) -> list[SeriesPlan]:
     """Series in the deterministic order of :func:`medipy.io.dicom.series` (study, Series Number, UID)."""
     return sorted(plans, key=lambda p: p.order)
+
+
+def _bucket(key: str, buckets: int) -> int:
+    """The bucket of a shuffle key: the same in every process (str hashes are salted per process)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % buckets
+
+
+def _scan_to_disk(numbered: list[tuple[int, list[str]]], options: ScanOptions, folder: str, buckets: int
+                  ) -> list[int]:
+    """Scan chunks of files; write what each yields to ``folder``, one file per bucket of shuffle key."""
+    count = 0
+    for index, chunk in numbered:
+        grouped: dict[int, list[ScannedFile | FileIssue]] = {}
+        for item in scan_files(chunk, options):
+            grouped.setdefault(_bucket(_key(item), buckets), []).append(item)
+            count += 1
+        for bucket, items in grouped.items():
+            with open(os.path.join(folder, f"{index}-{bucket}.pickle"), "wb") as fp:
+                pickle.dump(items, fp, protocol=pickle.HIGHEST_PROTOCOL)
+    return [count]
+
+
+def _plan_buckets(numbers: list[int], folder: str, scanned: int, four_d: bool) -> list[SeriesPlan | FileIssue]:
+    """Read the buckets written by every scan task (after all of them: ``scanned`` is the barrier) and plan."""
+    del scanned
+    out: list[SeriesPlan | FileIssue] = []
+    for bucket in numbers:
+        parts = sorted(glob.glob(os.path.join(glob.escape(folder), f"*-{bucket}.pickle")),
+                       key=lambda name: int(os.path.basename(name).split("-")[0]))
+        groups: dict[str, list] = {}
+        for name in parts:
+            with open(name, "rb") as fp:
+                for item in pickle.load(fp):  # written by this run's own scan tasks (a private folder)
+                    groups.setdefault(_key(item), []).append(item)
+        for group in groups.items():
+            out.extend(_plan_group(group, four_d=four_d))
+    return out
+
+
+def _disk_plan_bag(paths: Sequence[str], workers: int, options: ScanOptions, four_d: bool, folder: str):
+    import dask.bag as db
+
+    chunks = scan_chunks(paths, workers, options)
+    numbered = list(enumerate(chunks))
+    written = db.from_sequence(numbered, npartitions=len(numbered)).map_partitions(
+        _scan_to_disk, options, folder, len(chunks))
+    barrier = written.sum()
+    return db.from_sequence(range(len(chunks)), npartitions=len(chunks)).map_partitions(
+        _plan_buckets, folder, barrier, four_d)
+
+
+def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = None, four_d: bool = True,
+               compute: Callable[..., tuple[Any, ...]] | None = None) -> tuple[list[SeriesPlan], list[FileIssue]]:
+    """Scan, shuffle and plan files: the series plans (in series order) and the files that yield no slice.
+
+    Parameters
+    ----------
+    paths
+        The files (see :func:`medipy.engine.scan.list_files`).
+    runner
+        A :class:`~medipy.engine.cluster.Runner`: its ``shuffle`` chooses the disk shuffle fused with the
+        scan (one machine) or dask's task shuffle (a cluster).
+    options
+        Scan options.
+    four_d
+        See :func:`~medipy.engine.plan.plan_series`.
+    compute
+        ``compute(bag) -> (items,)``, e.g. with a progress bar (default: ``runner.compute``).
+
+    Returns
+    -------
+    (plans, issues)
+    """
+    options = options or ScanOptions()
+    compute = compute or runner.compute
+    if runner.shuffle != "disk":
+        scanned = scan_bag(paths, workers=runner.workers, options=options)
+        (items,) = compute(plan_bag(scanned, four_d=four_d, shuffle=runner.shuffle))
+        return split_planned(items)
+    with tempfile.TemporaryDirectory(prefix="medipy-shuffle-") as folder:
+        (items,) = compute(_disk_plan_bag(paths, runner.workers, options, four_d, folder))
+    return split_planned(items)

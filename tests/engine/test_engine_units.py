@@ -201,3 +201,25 @@ def _pid(_: int) -> int:
     import os
 
     return os.getpid()
+
+
+def test_disk_shuffle_groups_series_split_across_scan_tasks(testdata: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from medipy.engine.scan import ScanOptions, scan_bag
+    from medipy.engine.shuffle import plan_bag, plan_files, split_planned
+
+    paths = sorted(list_files(testdata / CT) + list_files(testdata / "pydicom/test_files/dicomdirtests"))
+    options = ScanOptions(files_per_partition=2, partitions_per_worker=1)  # every series over several tasks
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        assert runner.shuffle == "disk"
+        plans, issues = plan_files(paths, runner, options=options)
+        (items,) = runner.compute(plan_bag(scan_bag(paths, workers=1, options=options), shuffle="tasks"))
+    expected_plans, expected_issues = split_planned(items)
+    assert len(plans) > 3
+    assert [p.key for p in plans] == [p.key for p in expected_plans]
+    assert [[s.records for s in p.stacks] for p in plans] == [[s.records for s in p.stacks] for p in expected_plans]
+    assert sorted(issues, key=str) == sorted(expected_issues, key=str)
+    assert list(tmp_path.iterdir()) == []  # the shuffle's folder is removed
