@@ -174,8 +174,10 @@ class Runner:
             # dask runs a collection's finalize (a bag's concatenation of its partitions) as one more task,
             # which the process scheduler ships to a worker and back with every result: compute the
             # partitions in the pool, finalize them here.
+            from dask.local import get_sync
+
             persisted = dask.persist(*collections, **self.kwargs)
-            return tuple(dask.compute(*persisted, scheduler="synchronous"))
+            return tuple(dask.compute(*persisted, scheduler=get_sync))
         return tuple(dask.compute(*collections, **self.kwargs))
 
 
@@ -243,13 +245,21 @@ def open_runner(options: ClusterOptions | None = None) -> Iterator[Runner]:
     """
     options = options or ClusterOptions()
     count = options.workers or os.cpu_count() or 1
+    # schedulers are passed as functions: given by name, dask imports distributed (~0.5 s) to look for a client
     if options.scheduler == "synchronous":
-        yield Runner("synchronous", 1, kwargs={"scheduler": "synchronous"})
+        from dask.local import get_sync
+
+        yield Runner("synchronous", 1, kwargs={"scheduler": get_sync})
     elif options.scheduler == "threads":
-        yield Runner("threads", count, kwargs={"scheduler": "threads", "num_workers": count})
+        from dask.threaded import get as threaded_get
+
+        yield Runner("threads", count, kwargs={"scheduler": threaded_get, "num_workers": count})
     elif options.scheduler == "processes":
+        from dask.multiprocessing import get as multiprocessing_get
+
         with _process_pool(count, options.start_method) as pool:
-            yield Runner("processes", count, kwargs={"scheduler": "processes", "pool": pool, "chunksize": 1})
+            yield Runner("processes", count, kwargs={"scheduler": multiprocessing_get, "pool": pool,
+                                                     "chunksize": 1})
     else:
         yield from _distributed(options, count)
 
