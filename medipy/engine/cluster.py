@@ -161,7 +161,8 @@ class Runner:
 
     @property
     def shuffle(self) -> str:
-        """dask's shuffle method for this scheduler: ``disk`` (partd) on one machine, ``tasks`` on a cluster."""
+        """How to shuffle scan results into series: ``disk`` on one machine (workers share the client's disk,
+        see :func:`medipy.engine.shuffle.plan_files`), ``tasks`` (dask's task shuffle) on a cluster."""
         return "tasks" if self.client is not None else "disk"
 
     def compute(self, *collections: Any) -> tuple[Any, ...]:

@@ -86,7 +86,8 @@ class FileIssue:
         if root is None or not self.path:
             return self
         reason = self.reason
-        for prefix in {os.path.join(os.path.abspath(root), ""), os.path.join(root, "")}:
+        for prefix in sorted({os.path.join(os.path.abspath(root), ""), os.path.join(root, "")}, key=len,
+                             reverse=True):  # the absolute form first: the given one may be a part of it
             reason = reason.replace(prefix, "")
         return FileIssue(os.path.relpath(self.path, root).replace(os.sep, "/"), self.kind, reason)
 

@@ -59,8 +59,8 @@ def plan_bag(scanned, *, npartitions: int | None = None, four_d: bool = True, sh
     four_d
         See :func:`~medipy.engine.plan.plan_series`.
     shuffle
-        dask's shuffle method: ``"disk"`` (partd, for local schedulers) or ``"tasks"``
-        (see :attr:`medipy.engine.cluster.Runner.shuffle`).
+        dask's shuffle method: ``"tasks"`` (any scheduler, a cluster included) or ``"disk"`` (dask's partd
+        shuffle, one machine; :func:`plan_files` has a faster disk shuffle, fused with the scan).
 
     Returns
     -------

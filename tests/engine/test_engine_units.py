@@ -223,3 +223,16 @@ def test_disk_shuffle_groups_series_split_across_scan_tasks(testdata: Path, tmp_
     assert [[s.records for s in p.stacks] for p in plans] == [[s.records for s in p.stacks] for p in expected_plans]
     assert sorted(issues, key=str) == sorted(expected_issues, key=str)
     assert list(tmp_path.iterdir()) == []  # the shuffle's folder is removed
+
+
+def test_issue_paths_relative_to_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medipy.engine.scan import FileIssue
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "export"
+    absolute = FileIssue(str(root / "a" / "x.dcm"), "broken", f"{root}/a/x.dcm: truncated")
+    assert absolute.relative_to(str(root)) == FileIssue("a/x.dcm", "broken", "a/x.dcm: truncated")
+    relative = FileIssue("export/a/x.dcm", "broken", f"{root}/a/x.dcm and export/a/x.dcm: truncated")
+    assert relative.relative_to("export") == FileIssue("a/x.dcm", "broken", "a/x.dcm and a/x.dcm: truncated")
+    assert relative.relative_to(None) is relative
+    assert FileIssue("", "broken", "no path").relative_to("export").path == ""
