@@ -65,8 +65,9 @@ def template(size: int) -> tuple[bytes, int]:
 
 
 def patched(data: bytes, pixels_at: int, series: int, slice_: int, z: float, row: bytes | None = None) -> bytes:
-    out = data.replace(SERIES_MARK.encode(), SERIES_MARK[:-10].encode() + b"%010d" % series)
-    out = out.replace(SOP_MARK.encode(), SOP_MARK[:-10].encode() + b"%010d" % (series * 100000 + slice_))
+    # a UID component has no leading zero (PS3.5 9.1): the 10 digits start with 1
+    out = data.replace(SERIES_MARK.encode(), SERIES_MARK[:-10].encode() + b"1%09d" % series)
+    out = out.replace(SOP_MARK.encode(), SOP_MARK[:-10].encode() + b"1%09d" % (series * 100000 + slice_))
     out = out.replace(Z_MARK.encode(), f"{z:<8.1f}".encode()[:8])
     if row is not None:
         out = out[:pixels_at] + row + out[pixels_at + len(row):]
