@@ -150,6 +150,11 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
     compute
         ``compute(bag) -> (items,)``, e.g. with a progress bar (default: ``runner.compute``).
 
+    Notes
+    -----
+    The disk shuffle holds the scan's records (a few KB per file) in a temporary folder under dask's
+    ``temporary-directory`` setting, else ``$TMPDIR``; it is removed when the plans are made.
+
     Returns
     -------
     (plans, issues)
@@ -160,6 +165,10 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
         scanned = scan_bag(paths, workers=runner.workers, options=options)
         (items,) = compute(plan_bag(scanned, four_d=four_d, shuffle=runner.shuffle))
         return split_planned(items)
-    with tempfile.TemporaryDirectory(prefix="medipy-shuffle-") as folder:
+    import dask
+
+    # dask's own place for spilled data (config ``temporary-directory``), else the system's ($TMPDIR)
+    parent = dask.config.get("temporary-directory", None)
+    with tempfile.TemporaryDirectory(prefix="medipy-shuffle-", dir=parent) as folder:
         (items,) = compute(_disk_plan_bag(paths, runner.workers, options, four_d, folder))
     return split_planned(items)
