@@ -189,7 +189,7 @@ def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
     values = np.empty((record.rows, record.columns), dtype=dtype)
     with open(record.path, "rb") as handle:
         handle.seek(offset)
-        got = handle.readinto(values.reshape(-1).view(np.uint8))  # straight into the array: no copy
+        got = handle.readinto(memoryview(values.reshape(-1).view(np.uint8)))  # straight into the array
     if got != count * dtype.itemsize:
         raise PixelDecodeError(
             f"file ends inside Pixel Data (frame {frame}: {got} of {count * dtype.itemsize} bytes)",
