@@ -48,7 +48,7 @@ def fingerprint(config: RunConfig, sink: SinkOptions) -> dict[str, Any]:
 
 def _stack_entry(plan: StackPlan, issues: list[FileIssue]) -> dict[str, Any]:
     entry = stack_summary(plan, issues)
-    entry["files"] = len({r.path for r in plan.records})
+    entry["files"] = plan.files
     entry["warnings"] = list(plan.warnings)
     return entry
 

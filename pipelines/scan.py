@@ -55,7 +55,7 @@ def run(config: RunConfig, *, runner: Runner | None = None) -> dict[str, Any]:
             "series_description": stack.series_description, "modality": stack.modality,
             "stacks": 0, "files": 0, "shapes": []})
         entry["stacks"] += 1
-        entry["files"] += len({r.path for r in stack.records})
+        entry["files"] += stack.files
         entry["shapes"].append(list(stack.shape))
     problems = Counter(i["kind"] for i in failures + duplicates + skipped)
     return {

@@ -37,8 +37,8 @@ def block_slices(plan: StackPlan, shard_bytes: int = SHARD_BYTES, chunk_bytes: i
 
     The shard is a whole number of chunks, at most the stack depth rounded up to a chunk.
     """
-    first = plan.volumes[0][0]
-    depth = len(plan.volumes[0])
+    first = plan.first
+    depth = plan.depth
     slice_bytes = first.rows * first.columns * plan.samples * np.dtype(plan.dtype).itemsize
     chunk = max(1, min(depth, chunk_bytes // max(1, slice_bytes)))
     per_shard = max(1, shard_bytes // max(1, slice_bytes * chunk))
@@ -184,21 +184,21 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
     from dask.highlevelgraph import HighLevelGraph
 
     _, shard = block_slices(plan, shard_bytes, chunk_bytes)
-    depth = len(plan.volumes[0])
+    volumes = plan.volumes
+    depth = plan.depth
     z_chunks = tuple(min(shard, depth - z) for z in range(0, depth, shard))
     name = _graph_name(plan)
     tail = (0, 0, 0) if plan.samples > 1 else (0, 0)
     dsk: dict[tuple, Any] = {}
-    for t, volume in enumerate(plan.volumes):
+    for t, volume in enumerate(volumes):
         for b, z in enumerate(range(0, depth, shard)):
             key = (name, t, b, *tail) if plan.is_4d else (name, b, *tail)
             dsk[key] = (_read, volume[z:z + shard], plan.dtype, plan.volume_dtypes[t])
-    first = plan.volumes[0][0]
-    chunks: tuple[tuple[int, ...], ...] = (z_chunks, (first.rows,), (first.columns,))
+    chunks: tuple[tuple[int, ...], ...] = (z_chunks, (plan.first.rows,), (plan.first.columns,))
     if plan.samples > 1:
         chunks = (*chunks, (plan.samples,))
     if plan.is_4d:
-        chunks = ((1,) * len(plan.volumes), *chunks)
+        chunks = ((1,) * plan.count, *chunks)
         dsk = {k: (_expand, v) for k, v in dsk.items()}
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     return da.Array(graph, name, chunks, dtype=np.dtype(plan.dtype))

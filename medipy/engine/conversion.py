@@ -26,6 +26,7 @@ from medipy.engine.zarr_sink import (
     WriteJob,
     create_image,
     finish_image,
+    shard_count,
     stack_summary,
     write_jobs,
     write_root,
@@ -98,6 +99,31 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
     return plan_files(paths, runner, options=options.scan, four_d=options.four_d)
 
 
+class _StackJobs(Sequence[WriteJob]):
+    """The write jobs of stacks in order, made one stack at a time when asked for (in order, as
+    :func:`~medipy.engine.progress.map_unordered` submits them): a stack's slices are unpacked while its
+    shards are submitted, not for the whole export at once."""
+
+    def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions) -> None:
+        self._root, self._sink = root, sink
+        self.owner: list[StackPlan] = []
+        self._start: list[int] = []
+        for plan in stacks:
+            count = shard_count(plan, sink)
+            self._start.extend([len(self.owner)] * count)
+            self.owner.extend([plan] * count)
+        self._cached: tuple[int, list[WriteJob]] = (-1, [])
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        start = self._start[index]
+        if self._cached[0] != start:
+            self._cached = (start, write_jobs(self._root, self.owner[index], self._sink))
+        return self._cached[1][index - start]
+
+
 def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,
                  source_root: str | None = None, progress: bool = False) -> dict[str, list[FileIssue]]:
     """Write stacks into the store ``root``: their image groups, their shards, then their ``complete`` flag.
@@ -129,12 +155,8 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
     create = partial(create_image, root, options=sink, source_root=source_root)
     for _ in map_unordered(runner, create, stacks, desc="create", enabled=False):
         pass
-    jobs: list[WriteJob] = []
-    owner: list[StackPlan] = []
-    for plan in stacks:
-        for job in write_jobs(root, plan, sink):
-            jobs.append(job)
-            owner.append(plan)
+    jobs = _StackJobs(root, stacks, sink)
+    owner = jobs.owner
     remaining = Counter(plan.path for plan in owner)
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
     for index, issues in map_unordered(runner, write_shard, jobs, desc="write", enabled=progress):

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +29,7 @@ from medipy.io.dicom.pixels import output_dtype
 from medipy.io.dicom.record import SliceRecord
 from medipy.io.dicom.volumes import group_volumes, volume_axis
 
-__all__ = ["SeriesPlan", "StackPlan", "node_name", "plan_series"]
+__all__ = ["SeriesPlan", "Slices", "StackPlan", "node_name", "pack_slices", "plan_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +46,32 @@ def node_name(uid: str) -> str:
     return "h" + hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
+class Slices(NamedTuple):
+    """The per-slice part of a :class:`StackPlan` (kept packed, see :meth:`StackPlan.unpack`)."""
+
+    volumes: tuple[tuple[SliceRecord, ...], ...]
+    slice_gaps: tuple[float, ...]
+    per_slice: dict[str, Any]
+
+
+def pack_slices(slices: Slices) -> bytes:
+    """``slices`` pickled and compressed: ~10x smaller than the objects (a client holds every plan)."""
+    return zlib.compress(pickle.dumps(tuple(slices), protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
 @dataclass(frozen=True)
 class StackPlan:
-    """One image to write: a stack (``len(volumes) == 1``) or volumes of one geometry (4D).
+    """One image to write: a stack (one volume) or volumes of one geometry (4D).
 
     ``volumes`` hold the slice records of each volume in slice order; ``volume_dtypes`` the dtype of each
     volume alone (values are rescaled in it, then cast to ``dtype``, as :func:`medipy.io.dicom.image4d`
     does); ``volume_axis`` is ``"time"`` or ``"channel"`` (diffusion) for 4D images.
     Geometry vectors are in (z, y, x) order (see :class:`medipy.base.Image`); ``affine`` maps an
     index (k, j, i) of one volume to DICOM patient coordinates (LPS, mm).
+
+    The per-slice part (``volumes``, ``slice_gaps``, ``per_slice``) is stored packed (:func:`pack_slices`) and
+    unpacked on access: a client that plans a whole export holds ~150 bytes per slice instead of ~2 kB.
+    Unpack once (:meth:`unpack`) where several of them are used.
     """
 
     path: str
@@ -63,7 +82,11 @@ class StackPlan:
     series_number: int | None
     series_description: str
     modality: str
-    volumes: tuple[tuple[SliceRecord, ...], ...]
+    first: SliceRecord
+    depth: int
+    count: int
+    files: int
+    packed: bytes
     dtype: str
     volume_dtypes: tuple[str, ...]
     volume_axis: str
@@ -73,28 +96,44 @@ class StackPlan:
     affine: tuple[tuple[float, ...], ...]
     slice_spacing: float
     gantry_tilt: float
-    slice_gaps: tuple[float, ...]
     warnings: tuple[str, ...]
     shared: dict[str, Any]
-    per_slice: dict[str, Any]
+
+    def unpack(self) -> Slices:
+        """The per-slice part: volumes of slice records, gaps between slices, per-slice metadata."""
+        return Slices(*pickle.loads(zlib.decompress(self.packed)))  # made by plan_series, in this run
+
+    @property
+    def volumes(self) -> tuple[tuple[SliceRecord, ...], ...]:
+        """The slice records of each volume, in slice order."""
+        return self.unpack().volumes
+
+    @property
+    def slice_gaps(self) -> tuple[float, ...]:
+        """Distances between consecutive slices (mm), where they are not even."""
+        return self.unpack().slice_gaps
+
+    @property
+    def per_slice(self) -> dict[str, Any]:
+        """Values of the attributes that vary between slices (see :func:`_metadata`)."""
+        return self.unpack().per_slice
 
     @property
     def is_4d(self) -> bool:
         """True when the image has several volumes."""
-        return len(self.volumes) > 1
+        return self.count > 1
 
     @property
     def samples(self) -> int:
         """Samples per pixel (3 for colour)."""
-        return self.volumes[0][0].samples_per_pixel
+        return self.first.samples_per_pixel
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape in the layout of :func:`medipy.io.dicom.image`: [t,] z, y, x [, c]."""
-        first = self.volumes[0][0]
-        shape: tuple[int, ...] = (len(self.volumes[0]), first.rows, first.columns)
+        shape: tuple[int, ...] = (self.depth, self.first.rows, self.first.columns)
         if self.is_4d:
-            shape = (len(self.volumes), *shape)
+            shape = (self.count, *shape)
         if self.samples > 1:
             shape = (*shape, self.samples)
         return shape
@@ -201,7 +240,12 @@ def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGe
         series_number=first.series_number,
         series_description=description,
         modality=first.modality,
-        volumes=tuple(tuple(records[i] for i in volume) for volume in volumes),
+        first=first,
+        depth=len(volumes[0]),
+        count=len(volumes),
+        files=len({records[i].path for volume in volumes for i in volume}),
+        packed=pack_slices(Slices(tuple(tuple(records[i] for i in volume) for volume in volumes),
+                                  tuple(float(g) for g in geometry.gaps), per_slice)),
         dtype=str(dtype),
         volume_dtypes=tuple(str(c[2]) for c in candidates),
         volume_axis=("" if len(stacks) == 1 else "time" if first.samples_per_pixel > 1 else volume_axis(stacks)),
@@ -211,10 +255,8 @@ def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGe
         affine=tuple(tuple(float(v) for v in row) for row in geometry.lps_affine()),
         slice_spacing=float(geometry.slice_spacing),
         gantry_tilt=float(geometry.gantry_tilt),
-        slice_gaps=tuple(float(g) for g in geometry.gaps),
         warnings=tuple(geometry.warnings),
         shared=shared,
-        per_slice=per_slice,
     )
 
 

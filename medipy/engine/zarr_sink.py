@@ -29,7 +29,7 @@ from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = ["COMPRESSIONS", "SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes",
-           "stack_summary", "write_jobs", "write_root", "write_shard"]
+           "shard_count", "stack_summary", "write_jobs", "write_root", "write_shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ def image_attributes(plan: StackPlan, *, source_root: str | None = None, complet
     def per_volume(values: list[list[Any]]) -> Any:
         return values if plan.is_4d else values[0]
 
+    slices = plan.unpack()
+
     medipy = {
         "version": FORMAT_VERSION,
         "complete": complete,
@@ -138,13 +140,13 @@ def image_attributes(plan: StackPlan, *, source_root: str | None = None, complet
         "direction": [list(row) for row in plan.direction],
         "slice_spacing": plan.slice_spacing,
         "gantry_tilt": plan.gantry_tilt,
-        "slice_gaps": list(plan.slice_gaps),
+        "slice_gaps": list(slices.slice_gaps),
         "geometry_warnings": list(plan.warnings),
-        "sop_instance_uids": per_volume([[r.sop_instance_uid for r in v] for v in plan.volumes]),
-        "frames": per_volume([[r.frame for r in v] for v in plan.volumes]),
-        "files": per_volume([[_relative(r.path, source_root) for r in v] for v in plan.volumes]),
+        "sop_instance_uids": per_volume([[r.sop_instance_uid for r in v] for v in slices.volumes]),
+        "frames": per_volume([[r.frame for r in v] for v in slices.volumes]),
+        "files": per_volume([[_relative(r.path, source_root) for r in v] for v in slices.volumes]),
         "dicom": plan.shared,
-        "per_slice": plan.per_slice,
+        "per_slice": slices.per_slice,
         "failed_slices": [i.as_dict() for i in issues],
     }
     return {"ome": ome, "medipy": medipy}
@@ -179,11 +181,17 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
     )
 
 
+def shard_count(plan: StackPlan, options: SinkOptions) -> int:
+    """The number of :func:`write_jobs` of a stack (its shards), without unpacking its slices."""
+    _, shard = block_slices(plan, options.shard_bytes, options.chunk_bytes)
+    return plan.count * -(-plan.depth // shard)
+
+
 def write_jobs(root: str, plan: StackPlan, options: SinkOptions) -> list[WriteJob]:
     """One job per shard of a stack's array."""
     _, shard = block_slices(plan, options.shard_bytes, options.chunk_bytes)
     array_path = os.path.join(root, *plan.path.split("/"), "0")
-    depth = len(plan.volumes[0])
+    depth = plan.depth
     colour = plan.samples > 1
     jobs: list[WriteJob] = []
     for t, volume in enumerate(plan.volumes):

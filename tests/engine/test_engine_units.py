@@ -236,3 +236,24 @@ def test_issue_paths_relative_to_the_export(tmp_path: Path, monkeypatch: pytest.
     assert relative.relative_to("export") == FileIssue("a/x.dcm", "broken", "a/x.dcm and a/x.dcm: truncated")
     assert relative.relative_to(None) is relative
     assert FileIssue("", "broken", "no path").relative_to("export").path == ""
+
+
+def test_stack_plans_are_packed_and_shard_counts_match_the_jobs(testdata: Path, tmp_path: Path) -> None:
+    import pickle
+
+    from medipy.engine import plan_export
+    from medipy.engine.zarr_sink import SinkOptions, shard_count, write_jobs
+
+    paths = list_files(testdata / "pydicom/test_files/dicomdirtests") + list_files(testdata / CT)
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        plans, _ = plan_export(paths, runner)
+    sinks = [SinkOptions(), SinkOptions(shard_bytes=1, chunk_bytes=1)]  # whole stacks; one slice per shard
+    for stack in (s for p in plans for s in p.stacks):
+        volumes = stack.volumes
+        assert stack.count == len(volumes)
+        assert stack.depth == len(volumes[0])
+        assert stack.first == volumes[0][0]
+        assert stack.files == len({r.path for r in stack.records})
+        assert len(stack.packed) < len(pickle.dumps(volumes))
+        for sink in sinks:
+            assert shard_count(stack, sink) == len(write_jobs(str(tmp_path), stack, sink))
