@@ -183,24 +183,20 @@ def test_process_workers_of_every_start_method_scan_and_plan_alike(testdata: Pat
     import os
 
     from medipy.engine import plan_export
+    from medipy.engine.cluster import _ready as worker_pid
 
     paths = list_files(testdata / CT)
     with open_runner(ClusterOptions("synchronous")) as runner:
         expected, expected_issues = plan_export(paths, runner)
     with open_runner(ClusterOptions("processes", workers=2, start_method=method)) as runner:
         assert runner.shuffle == "disk"
-        pids = {pid for _, pid in map_unordered(runner, _pid, list(range(8)), desc="pid", enabled=False)}
+        # a library function: spawned/forkserver workers cannot import this test module to unpickle one of its own
+        pids = {pid for _, pid in map_unordered(runner, worker_pid, list(range(8)), desc="pid", enabled=False)}
         plans, issues = plan_export(paths, runner)
     assert os.getpid() not in pids
     assert [s.records for p in plans for s in p.stacks] == [s.records for p in expected for s in p.stacks]
     assert [s.path for p in plans for s in p.stacks] == [s.path for p in expected for s in p.stacks]
     assert issues == expected_issues
-
-
-def _pid(_: int) -> int:
-    import os
-
-    return os.getpid()
 
 
 def test_disk_shuffle_groups_series_split_across_scan_tasks(testdata: Path, tmp_path: Path,
