@@ -28,6 +28,7 @@ __all__ = [
     "open_runner",
     "plan_bag",
     "plan_export",
+    "plan_files",
     "plan_series",
     "read_block",
     "scan_bag",
@@ -43,7 +44,7 @@ _WHERE = {
     "FileIssue": "scan", "IssueKind": "scan", "ScanOptions": "scan", "ScannedFile": "scan",
     "list_files": "scan", "scan_bag": "scan", "scan_file": "scan",
     "SeriesPlan": "plan", "StackPlan": "plan", "plan_series": "plan",
-    "plan_bag": "shuffle",
+    "plan_bag": "shuffle", "plan_files": "shuffle",
     "SinkOptions": "zarr_sink",
     "read_block": "arrays", "stack_array": "arrays",
 }
