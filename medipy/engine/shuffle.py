@@ -15,7 +15,6 @@ shuffle (:func:`plan_bag`).
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import pickle
@@ -103,15 +102,18 @@ def _scan_to_disk(numbered: list[tuple[int, list[str]]], options: ScanOptions, f
     return [count]
 
 
-def _plan_buckets(numbers: list[int], folder: str, scanned: int, four_d: bool) -> list[SeriesPlan | FileIssue]:
-    """Read the buckets written by every scan task (after all of them: ``scanned`` is the barrier) and plan."""
+def _plan_buckets(numbers: list[int], folder: str, scans: int, scanned: int, four_d: bool
+                  ) -> list[SeriesPlan | FileIssue]:
+    """Read the buckets written by the ``scans`` scan tasks (after all of them: ``scanned`` is the barrier)
+    and plan."""
     del scanned
     out: list[SeriesPlan | FileIssue] = []
     for bucket in numbers:
-        parts = sorted(glob.glob(os.path.join(glob.escape(folder), f"*-{bucket}.pickle")),
-                       key=lambda name: int(os.path.basename(name).split("-")[0]))
         groups: dict[str, list] = {}
-        for name in parts:
+        for index in range(scans):  # in scan order: the same groups, in the same order, in every run
+            name = os.path.join(folder, f"{index}-{bucket}.pickle")
+            if not os.path.exists(name):  # that scan task had nothing for this bucket
+                continue
             with open(name, "rb") as fp:
                 for item in pickle.load(fp):  # written by this run's own scan tasks (a private folder)
                     groups.setdefault(_key(item), []).append(item)
@@ -129,7 +131,7 @@ def _disk_plan_bag(paths: Sequence[str], workers: int, options: ScanOptions, fou
         _scan_to_disk, options, folder, len(chunks))
     barrier = written.sum()
     return db.from_sequence(range(len(chunks)), npartitions=len(chunks)).map_partitions(
-        _plan_buckets, folder, barrier, four_d)
+        _plan_buckets, folder, len(chunks), barrier, four_d)
 
 
 def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = None, four_d: bool = True,
@@ -150,14 +152,14 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
     compute
         ``compute(bag) -> (items,)``, e.g. with a progress bar (default: ``runner.compute``).
 
+    Returns
+    -------
+    (plans, issues)
+
     Notes
     -----
     The disk shuffle holds the scan's records (a few KB per file) in a temporary folder under dask's
     ``temporary-directory`` setting, else ``$TMPDIR``; it is removed when the plans are made.
-
-    Returns
-    -------
-    (plans, issues)
     """
     options = options or ScanOptions()
     compute = compute or runner.compute
