@@ -270,8 +270,12 @@ def _entry(header, tag) -> tuple[str, dict] | None:
     return f"{int(tag):08X}", entry
 
 
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
+_DIRECTORY_RECORDS = 0x00041220  # Directory Record Sequence: a DICOMDIR
+
+
 def _has_pixels(ds) -> bool:
-    return any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    return any(tag in ds._dict for tag in _PIXEL_TAGS)
 
 
 def scan_file(path: str, options: ScanOptions | None = None, memo: ElementMemo | None = None
@@ -309,7 +313,7 @@ def scan_file(path: str, options: ScanOptions | None = None, memo: ElementMemo |
         return FileIssue(path, IssueKind.UNREADABLE, f"{type(exc).__name__}: {exc.strerror or exc}")
     except MedipyError as exc:  # any other medipy error of one file is that file's failure
         return FileIssue(path, IssueKind.BROKEN, str(exc))
-    if "DirectoryRecordSequence" in ds:
+    if _DIRECTORY_RECORDS in ds._dict:
         return FileIssue(path, IssueKind.DICOMDIR, "DICOMDIR: an index of the export, not an image")
     if not _has_pixels(ds):
         sop_class = ds.get("SOPClassUID")

@@ -34,7 +34,8 @@ __all__ = ["FrameLayout", "frame_layout", "frame_headers", "mosaic_tile_count"]
 logger = logging.getLogger(__name__)
 
 _PIXEL_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}
-_DROPPED = {0x52009229, 0x52009230, 0x00280008} | _PIXEL_TAGS  # functional groups, Number of Frames
+_SHARED, _PER_FRAME, _NUMBER_OF_FRAMES, _IMAGE_TYPE = 0x52009229, 0x52009230, 0x00280008, 0x00080008
+_DROPPED = {_SHARED, _PER_FRAME, _NUMBER_OF_FRAMES} | _PIXEL_TAGS  # functional groups, Number of Frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ def mosaic_tile_count(ds: Dataset) -> int | None:
     From the CSA image header (NumberOfImagesInMosaic), else the private element
     ``SIEMENS MR HEADER`` (0019,xx0A).
     """
+    if _IMAGE_TYPE not in ds._dict:
+        return None
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "MOSAIC" not in image_type:
         return None
@@ -79,6 +82,8 @@ def mosaic_tile_count(ds: Dataset) -> int | None:
 
 
 def _number_of_frames(ds: Dataset) -> int:
+    if _NUMBER_OF_FRAMES not in ds._dict:
+        return 1
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):
@@ -134,7 +139,7 @@ def frame_layout(ds: Dataset) -> FrameLayout:
 
 def _layout(ds: Dataset) -> FrameLayout:
     frames = _number_of_frames(ds)
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+    if _PER_FRAME in ds._dict or _SHARED in ds._dict:
         return FrameLayout("enhanced", frames)
     if frames == 1:
         tiles = mosaic_tile_count(ds)

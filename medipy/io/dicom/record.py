@@ -17,7 +17,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
+from pydicom.multival import MultiValue
 
 from medipy.io.dicom.diffusion import diffusion_of
 from medipy.io.dicom.frames import frame_headers, frame_layout
@@ -107,12 +107,11 @@ def plain_state(cls: type) -> type:
 plain_state(SliceRecord)
 
 
-def _tags(*keywords: str) -> dict[str, BaseTag]:
-    return {k: BaseTag(tag_for_keyword(k)) for k in keywords}  # type: ignore[arg-type]
+def _tags(*keywords: str) -> dict[str, int]:
+    return {k: int(tag_for_keyword(k)) for k in keywords}  # type: ignore[arg-type]
 
 
-# Tags of the attributes a record reads: looked up by tag (``ds[tag]``), ~5x cheaper than ``ds.get(keyword)``,
-# which resolves the keyword through ``Dataset.__getattr__`` on every call.
+# Tags of the attributes a record reads.
 _TAG = _tags(
     "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "Modality", "SeriesNumber",
     "SeriesDescription", "ProtocolName", "InstanceNumber", "AcquisitionNumber", "Rows", "Columns",
@@ -126,59 +125,90 @@ _TAG = _tags(
 _DIFFUSION_GROUPS = frozenset({0x0019, 0x0043, 0x2001})  # private groups read by diffusion_of
 
 
-def _get(ds: Dataset, keyword: str) -> Any:
-    """The value of an attribute, or None when absent (as ``ds.get(keyword)``)."""
-    tag = _TAG[keyword]
-    element = ds._dict.get(tag)
-    if element is None:
-        return None
-    if isinstance(element, DataElement):  # already converted: skip Dataset.__getitem__'s checks
-        return element.value
-    try:
-        return ds[tag].value
-    except KeyError:
-        return None
+class _Header:
+    """The elements of one header keyed by plain ``int`` tags, read once per record.
+
+    A pydicom dataset keys its elements by :class:`~pydicom.tag.BaseTag`, whose ``__eq__`` is Python code run
+    on every dictionary hit (and ``ds.get(keyword)`` resolves the keyword each time): a record reads ~40
+    attributes of every file of an export, so that the lookups are made here in a dict of plain ints.
+    """
+
+    __slots__ = ("ds", "elements")
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+        elements = ds._dict
+        self.elements: dict[int, Any] = dict(zip(map(int, elements), elements.values(), strict=True))
+
+    def __contains__(self, keyword: str) -> bool:
+        return _TAG[keyword] in self.elements
+
+    def get(self, keyword: str) -> Any:
+        """The value of an attribute, or None when absent (as ``ds.get(keyword)``)."""
+        tag = _TAG[keyword]
+        element = self.elements.get(tag)
+        if element is None:
+            return None
+        if isinstance(element, DataElement):  # already converted: skip Dataset.__getitem__'s checks
+            return element.value
+        try:
+            return self.ds[tag].value  # pydicom converts the raw element (and keeps it converted)
+        except KeyError:
+            return None
 
 
-def _text(ds: Dataset, keyword: str) -> str:
-    value = _get(ds, keyword)
+def _is_many(value: Any) -> bool:
+    """True for a multi-valued element value (checked against concrete types first: ABC checks are slow)."""
+    if isinstance(value, str | bytes | int | float):
+        return False
+    return isinstance(value, list | tuple | MultiValue | Sequence)  # the concrete types are tried first
+
+
+def _text(ds: _Header, keyword: str) -> str:
+    value = ds.get(keyword)
     if value is None:
         return ""
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+    if type(value) is str:
+        return value.strip()
+    if _is_many(value):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 
 
-def _int(ds: Dataset, keyword: str) -> int | None:
-    value = _get(ds, keyword)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+def _int(ds: _Header, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if _is_many(value):
         value = value[0] if len(value) else None
+    if value is None or isinstance(value, str) and not value:
+        return None
     try:
-        return None if value in (None, "") else int(float(value))
+        return int(float(value))
     except (TypeError, ValueError, OverflowError):
         return None
 
 
-def _float(ds: Dataset, keyword: str) -> float | None:
-    value = _get(ds, keyword)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+def _float(ds: _Header, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if _is_many(value):
         value = value[0] if len(value) else None
+    if value is None or isinstance(value, str) and not value:
+        return None
     try:
-        out = None if value in (None, "") else float(value)
+        out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if out is not None and math.isfinite(out) else None
+    return out if math.isfinite(out) else None
 
 
-def _length(ds: Dataset, keyword: str) -> float | None:
+def _length(ds: _Header, keyword: str) -> float | None:
     """A length in mm (Slice Thickness, Spacing Between Slices): None unless finite, non-zero and < 1e7."""
     value = _float(ds, keyword)
     return value if value is not None and 0 < abs(value) < 1e7 else None
 
 
-def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
+def _floats(ds: _Header, keyword: str, n: int) -> tuple[float, ...] | None:
     """n finite floats, else None (absent, wrong count, NaN or absurd values are treated as missing)."""
-    value = _get(ds, keyword)
+    value = ds.get(keyword)
     if value is None or isinstance(value, str | bytes):
         return None
     try:
@@ -190,14 +220,14 @@ def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
     return out
 
 
-def _diffusion(ds: Dataset) -> tuple[float | None, tuple[float, float, float] | None]:
+def _diffusion(ds: _Header) -> tuple[float | None, tuple[float, float, float] | None]:
     """:func:`diffusion_of`, skipped (None, None) for headers without any element it reads."""
-    if _TAG["DiffusionBValue"] in ds or any(tag.group in _DIFFUSION_GROUPS for tag in ds.keys()):
-        return diffusion_of(ds)
+    if "DiffusionBValue" in ds or any(tag >> 16 in _DIFFUSION_GROUPS for tag in ds.elements):
+        return diffusion_of(ds.ds)
     return None, None
 
 
-def _orientation(ds: Dataset) -> tuple[float, float, float, float, float, float] | None:
+def _orientation(ds: _Header) -> tuple[float, float, float, float, float, float] | None:
     values = _floats(ds, "ImageOrientationPatient", 6)
     if values is None:
         return None
@@ -239,52 +269,53 @@ def record_from_frame(
     -------
     SliceRecord
     """
-    spacing = _floats(ds, "PixelSpacing", 2) or _floats(ds, "ImagerPixelSpacing", 2)
+    header = _Header(ds)
+    spacing = _floats(header, "PixelSpacing", 2) or _floats(header, "ImagerPixelSpacing", 2)
     if spacing is not None and not all(v > 0 for v in spacing):
         spacing = None
-    slope = _float(ds, "RescaleSlope")
-    if slope is None and _TAG["DoseGridScaling"] in ds:  # RT Dose: stored value x Dose Grid Scaling = dose (Gy)
-        slope = _float(ds, "DoseGridScaling")
-    intercept = _float(ds, "RescaleIntercept")
-    b_value, gradient = _diffusion(ds)
-    frame_type = _text(ds, "FrameType") or _text(ds, "ImageType")
+    slope = _float(header, "RescaleSlope")
+    if slope is None and "DoseGridScaling" in header:  # RT Dose: stored value x Dose Grid Scaling = dose (Gy)
+        slope = _float(header, "DoseGridScaling")
+    intercept = _float(header, "RescaleIntercept")
+    b_value, gradient = _diffusion(header)
+    frame_type = _text(header, "FrameType") or _text(header, "ImageType")
     return SliceRecord(
         path=path,
         frame=frame,
         number_of_frames=number_of_frames,
         mosaic_tiles=mosaic_tiles,
-        sop_instance_uid=_text(ds, "SOPInstanceUID"),
-        series_instance_uid=_text(ds, "SeriesInstanceUID"),
-        study_instance_uid=_text(ds, "StudyInstanceUID"),
-        patient_id=_text(ds, "PatientID"),
-        modality=_text(ds, "Modality"),
-        series_number=_int(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription"),
-        protocol_name=_text(ds, "ProtocolName"),
-        instance_number=_int(ds, "InstanceNumber"),
-        acquisition_number=_int(ds, "AcquisitionNumber"),
-        rows=_int(ds, "Rows") or 0,
-        columns=_int(ds, "Columns") or 0,
-        samples_per_pixel=_int(ds, "SamplesPerPixel") or 1,
-        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
-        bits_allocated=_int(ds, "BitsAllocated") or 0,
-        bits_stored=_int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 0,
-        pixel_representation=_int(ds, "PixelRepresentation") or 0,
+        sop_instance_uid=_text(header, "SOPInstanceUID"),
+        series_instance_uid=_text(header, "SeriesInstanceUID"),
+        study_instance_uid=_text(header, "StudyInstanceUID"),
+        patient_id=_text(header, "PatientID"),
+        modality=_text(header, "Modality"),
+        series_number=_int(header, "SeriesNumber"),
+        series_description=_text(header, "SeriesDescription"),
+        protocol_name=_text(header, "ProtocolName"),
+        instance_number=_int(header, "InstanceNumber"),
+        acquisition_number=_int(header, "AcquisitionNumber"),
+        rows=_int(header, "Rows") or 0,
+        columns=_int(header, "Columns") or 0,
+        samples_per_pixel=_int(header, "SamplesPerPixel") or 1,
+        photometric_interpretation=_text(header, "PhotometricInterpretation"),
+        bits_allocated=_int(header, "BitsAllocated") or 0,
+        bits_stored=_int(header, "BitsStored") or _int(header, "BitsAllocated") or 0,
+        pixel_representation=_int(header, "PixelRepresentation") or 0,
         pixel_spacing=spacing,  # type: ignore[arg-type]
-        orientation=_orientation(ds),
-        position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        slice_thickness=_length(ds, "SliceThickness"),
-        spacing_between_slices=_length(ds, "SpacingBetweenSlices"),
-        gantry_tilt=_float(ds, "GantryDetectorTilt"),
-        echo_number=_int(ds, "EchoNumbers"),
-        echo_time=_float(ds, "EchoTime") if _TAG["EchoTime"] in ds else _float(ds, "EffectiveEchoTime"),
+        orientation=_orientation(header),
+        position=_floats(header, "ImagePositionPatient", 3),  # type: ignore[arg-type]
+        slice_thickness=_length(header, "SliceThickness"),
+        spacing_between_slices=_length(header, "SpacingBetweenSlices"),
+        gantry_tilt=_float(header, "GantryDetectorTilt"),
+        echo_number=_int(header, "EchoNumbers"),
+        echo_time=_float(header, "EchoTime") if "EchoTime" in header else _float(header, "EffectiveEchoTime"),
         temporal_position=(
-            _int(ds, "TemporalPositionIdentifier")
-            if _TAG["TemporalPositionIdentifier"] in ds
-            else _int(ds, "TemporalPositionIndex")
+            _int(header, "TemporalPositionIdentifier")
+            if "TemporalPositionIdentifier" in header
+            else _int(header, "TemporalPositionIndex")
         ),
-        trigger_time=_float(ds, "TriggerTime"),
-        acquisition_time=_text(ds, "AcquisitionTime") or _text(ds, "FrameAcquisitionDateTime"),
+        trigger_time=_float(header, "TriggerTime"),
+        acquisition_time=_text(header, "AcquisitionTime") or _text(header, "FrameAcquisitionDateTime"),
         frame_type=frame_type,
         b_value=b_value,
         gradient=gradient,
@@ -334,7 +365,10 @@ def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Datas
         syntax = "1.2.840.10008.1.2" if holder._read_implicit else (
             "1.2.840.10008.1.2.1" if holder._read_little else "1.2.840.10008.1.2.2")
     layout = frame_layout(holder)
-    headers: list[Dataset] = list(frame_headers(ds, layout)) if source is None else [ds]  # frames: split already
+    if source is not None or layout.kind == "single":  # frames split already, or a plain slice: ds itself
+        headers: list[Dataset] = [ds]
+    else:
+        headers = list(frame_headers(ds, layout))
     offset, length = _pixel_location(holder, syntax)
     frames = layout.count if layout.kind not in ("single", "mosaic") else 1
     records = [
