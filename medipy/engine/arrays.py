@@ -19,7 +19,7 @@ import numpy as np
 from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue, IssueKind
 from medipy.errors import PixelDecodeError
-from medipy.io.dicom.pixels import decode, fit_bits_stored, mosaic_tile, record_pixels, rescale
+from medipy.io.dicom.pixels import decode, fit_bits_stored, mosaic_tile, read_native_slice, record_pixels, rescale
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = ["block_slices", "read_block", "stack_array"]
@@ -121,21 +121,34 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
         shape = (*shape, first.samples_per_pixel)
     out = np.zeros(shape, dtype)
     issues: list[FileIssue] = []
+    rest: list[int] = []  # slices not read by offset straight into ``out``
+    for i, record in enumerate(records):
+        try:
+            if inner != dtype or not read_native_slice(record, out[i]):
+                rest.append(i)
+        except PixelDecodeError as exc:
+            if not report:
+                raise
+            out[i] = 0
+            issues.append(FileIssue(record.path or "", IssueKind.UNDECODABLE, exc.reason))
+    if not rest:
+        return (out, issues) if report else out
+    others = [records[i] for i in rest]
     try:
-        values = _stored_values(records)
+        values = _stored_values(others)
     except Exception as exc:  # report mode: one bad file never aborts a run (rule 8)
         if not report:
             raise
         values = []  # retry slice by slice to find which ones fail
-        for record in records:
+        for record in others:
             try:
                 values.extend(_stored_values([record]))
             except Exception as slice_exc:  # noqa: BLE001 - reported as this slice's failure
                 reason = getattr(slice_exc, "reason", f"{type(slice_exc).__name__}: {slice_exc}")
                 issues.append(FileIssue(record.path or "", IssueKind.UNDECODABLE, reason))
                 values.append(None)  # type: ignore[arg-type]
-        logger.debug("block of %d slices: %s", len(records), exc)
-    for i, (value, record) in enumerate(zip(values, records, strict=True)):
+        logger.debug("block of %d slices: %s", len(others), exc)
+    for i, value, record in zip(rest, values, others, strict=True):
         if value is None:
             continue
         if value.shape != shape[1:]:

@@ -32,6 +32,11 @@ __all__ = ["ShardLayout", "shard_layout", "shard_origin", "write_whole_shard"]
 
 _EMPTY = np.uint64(2**64 - 1)
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+# A chunk of 64 KiB or more holding one value everywhere compresses (clevel >= 1) below 1/16 of its size,
+# whatever the codec and shuffle (checked for 1 to 8-byte types): a larger encoding is not looked at for
+# emptiness. Smaller chunks are always looked at (Blosc's header alone can be 1/16 of them).
+_EMPTY_RATIO = 16
+_ALWAYS_SCANNED = 65536
 
 
 @dataclass(frozen=True)
@@ -165,9 +170,11 @@ def write_whole_shard(layout: ShardLayout, coords: tuple[int, ...], values: np.n
     for flat in range(int(np.prod(counts))):  # one axis at most has several chunks: Morton order = C order
         where = np.unravel_index(flat, counts)
         chunk = full[tuple(slice(i * c, (i + 1) * c) for i, c in zip(where, layout.chunk_shape, strict=True))]
-        if not chunk.any() if layout.fill_value == 0 else np.all(chunk == layout.fill_value):
-            continue
         encoded = bytes(compressor.encode(np.ascontiguousarray(chunk)))
+        if (len(encoded) * _EMPTY_RATIO <= chunk.nbytes or chunk.nbytes < _ALWAYS_SCANNED
+                or layout.blosc["clevel"] == 0) and (
+                not chunk.any() if layout.fill_value == 0 else np.all(chunk == layout.fill_value)):
+            continue  # only a chunk that compressed well can be all fill value: the others are not scanned
         index[where] = (offset, len(encoded))
         pieces.append(encoded)
         offset += len(encoded)

@@ -253,3 +253,45 @@ def test_stack_plans_are_packed_and_shard_counts_match_the_jobs(testdata: Path, 
         assert len(stack.packed) < len(pickle.dumps(volumes))
         for sink in sinks:
             assert shard_count(stack, sink) == len(write_jobs(str(tmp_path), stack, sink))
+
+
+@pytest.mark.parametrize(("stored", "bits", "intercept", "slope", "output"), [
+    ("<i2", 12, -1024, 1, "int16"),  # sign-extended from 12 bits, in place
+    ("<i2", 16, -1024, 1, "int32"),  # widened and shifted in one pass
+    ("<u2", 12, 0, 1, "uint16"),  # masked to 12 bits, in place
+    ("<u2", 12, -1000, 1, "int16"),  # masked in a scratch array, then shifted into int16
+    ("<u1", 8, 3, 1, "int16"),
+    ("<u2", 16, 0.5, 2, "float32"),  # float output: the general path
+])
+def test_native_slices_read_in_one_pass_equal_image(tmp_path: Path, stored: str, bits: int, intercept: float,
+                                                    slope: float, output: str) -> None:
+    import medipy.io.dicom
+    from medipy.engine.arrays import read_block
+    from medipy.io.dicom.pixels import output_dtype, read_native_slice
+
+    rng = np.random.default_rng(5)
+    dtype = np.dtype(stored)
+    raw = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, (3, 4, 4), dtype=dtype, endpoint=True)
+    paths = []
+    for z in range(3):
+        path = tmp_path / f"{z}.dcm"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _write_slice(path, "1.2.3.4", float(z))
+        from pydicom import dcmread
+
+        ds = dcmread(path)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = dtype.itemsize * 8, bits, bits - 1
+        ds.PixelRepresentation = int(dtype.kind == "i")
+        ds.RescaleIntercept, ds.RescaleSlope = intercept, slope
+        ds.PixelData = raw[z].tobytes()  # high bits above Bits Stored hold garbage: must be ignored
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(str(path))
+    records = [scan_file(p).records[0] for p in paths]  # type: ignore[union-attr]
+    assert output_dtype(records) == np.dtype(output)
+    expected = medipy.io.dicom.image([medipy.io.dicom.read(p) for p in paths]).data
+    block = read_block(records, output)
+    assert block.dtype == np.dtype(output)
+    np.testing.assert_array_equal(block, np.asarray(expected).reshape(block.shape))
+    out = np.zeros((4, 4), output)
+    assert read_native_slice(records[0], out) is (output != "float32")

@@ -57,6 +57,24 @@ def test_shards_are_the_bytes_zarr_writes(tmp_path: Path, shape, dtype, chunks, 
     assert not [p for p in (tmp_path / "medipy").rglob("*.partial")]
 
 
+def test_large_chunks_are_looked_at_for_emptiness_only_when_they_compress_well(tmp_path: Path) -> None:
+    # 128 KiB chunks: an empty one, one that is all zero but one voxel (stored), noisy ones (not scanned)
+    shape, chunks, shards = (6, 256, 256), (1, 256, 256), (3, 256, 256)
+    values = np.random.default_rng(3).integers(0, 4096, shape, dtype="uint16")
+    values[1] = 0
+    values[4] = 0
+    values[4, 100, 7] = 1
+    by_zarr = _create(tmp_path / "zarr", shape, "uint16", chunks, shards)
+    _create(tmp_path / "medipy", shape, "uint16", chunks, shards)
+    by_zarr[...] = values
+    layout = shard_layout(str(tmp_path / "medipy"))
+    assert layout is not None
+    for origin in range(2):
+        write_whole_shard(layout, (origin, 0, 0), values[origin * 3:(origin + 1) * 3])
+    assert _files(tmp_path / "medipy") == _files(tmp_path / "zarr")
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "medipy"), mode="r")[...], values)
+
+
 def test_region_that_is_not_one_whole_shard_is_refused(tmp_path: Path) -> None:
     _create(tmp_path / "a", (10, 4, 4), "int16", (2, 4, 4), (4, 4, 4))
     layout = shard_layout(str(tmp_path / "a"))

@@ -25,6 +25,7 @@ __all__ = [
     "frame_pixels",
     "mosaic_tile",
     "output_dtype",
+    "read_native_slice",
     "record_pixels",
     "rescale",
     "stored_dtype",
@@ -157,8 +158,9 @@ def stored_dtype(record: SliceRecord) -> np.dtype:
     return np.dtype(f"{kind}{bits // 8}")
 
 
-def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
-    """Read one native frame at its recorded byte offset, or None when that fast path does not apply."""
+def _native_location(record: SliceRecord) -> tuple[np.dtype, int] | None:
+    """Stored dtype (file byte order) and byte offset of one native frame, or None when reading it at its
+    recorded offset does not apply; refuses a Pixel Data length that does not match the header."""
     if (
         record.path is None
         or record.pixel_offset is None
@@ -186,16 +188,84 @@ def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
             "Rows, Columns or Number of Frames?); refusing to guess, re-export the file",
             record.path,
         )
-    values = np.empty((record.rows, record.columns), dtype=dtype)
-    with open(record.path, "rb") as handle:
-        handle.seek(offset)
-        got = handle.readinto(memoryview(values.reshape(-1).view(np.uint8)))  # straight into the array
-    if got != count * dtype.itemsize:
+    return dtype, offset
+
+
+def _read_at(record: SliceRecord, offset: int, target: np.ndarray) -> None:
+    """Fill the contiguous array ``target`` with the file's bytes at ``offset``."""
+    try:
+        with open(record.path, "rb") as handle:  # type: ignore[arg-type]
+            handle.seek(offset)
+            got = handle.readinto(memoryview(target.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise PixelDecodeError(f"cannot read Pixel Data: {exc}", record.path) from exc
+    if got != target.nbytes:
         raise PixelDecodeError(
-            f"file ends inside Pixel Data (frame {frame}: {got} of {count * dtype.itemsize} bytes)",
-            record.path,
-        )
+            f"file ends inside Pixel Data (frame {record.frame or 0}: {got} of {target.nbytes} bytes)", record.path)
+
+
+def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
+    """Read one native frame at its recorded byte offset, or None when that fast path does not apply."""
+    location = _native_location(record)
+    if location is None:
+        return None
+    dtype, offset = location
+    values = np.empty((record.rows, record.columns), dtype=dtype)
+    _read_at(record, offset, values)  # straight into the array
     return values if dtype.isnative else values.astype(dtype.newbyteorder("="))
+
+
+def read_native_slice(record: SliceRecord, out: np.ndarray) -> bool:
+    """Real-world values of one native slice read at its recorded offset into ``out``, in one pass or two.
+
+    The fast path of :func:`record_pixels` followed by :func:`rescale` for integer output (slope 1, whole
+    intercept): the stored values are read straight into ``out`` when it has their dtype (else into a
+    scratch array), fitted to Bits Stored and shifted by the intercept in place. Same values as
+    ``rescale(record_pixels(record), record, out.dtype)``.
+
+    Parameters
+    ----------
+    record
+        The slice.
+    out
+        A C-contiguous (rows, columns) array of the stack's integer output dtype.
+
+    Returns
+    -------
+    bool
+        False (``out`` untouched) when this path does not apply: compressed, big endian, colour, mosaic,
+        float output or no recorded offset. Then use :func:`record_pixels` and :func:`rescale`.
+
+    Raises
+    ------
+    PixelDecodeError
+        The file is shorter than its Pixel Data, or Pixel Data does not match the header.
+    """
+    if out.dtype.kind not in "iu" or not out.flags.c_contiguous or out.shape != (record.rows, record.columns):
+        return False
+    location = _native_location(record)
+    if location is None or not location[0].isnative:
+        return False
+    dtype, offset = location
+    target = out if dtype == out.dtype else np.empty(out.shape, dtype)
+    _read_at(record, offset, target)
+    bits = dtype.itemsize * 8
+    if 0 < record.bits_stored < bits:  # fit_bits_stored, in place
+        if record.pixel_representation == 1:
+            shift = bits - record.bits_stored
+            np.left_shift(target, shift, out=target)
+            np.right_shift(target, shift, out=target)
+        else:
+            np.bitwise_and(target, np.asarray((1 << record.bits_stored) - 1, dtype=dtype), out=target)
+    intercept = int(record.rescale_intercept)
+    if target is out:
+        if intercept:
+            out += out.dtype.type(intercept)
+    elif intercept:  # cast and shift in one pass, in the output dtype (as rescale does in two)
+        np.add(target, out.dtype.type(intercept), out=out, dtype=out.dtype, casting="unsafe")
+    else:
+        np.copyto(out, target, casting="unsafe")
+    return True
 
 
 def fit_bits_stored(values: np.ndarray, record: SliceRecord) -> np.ndarray:
@@ -219,10 +289,7 @@ def record_pixels(record: SliceRecord) -> np.ndarray:
     PixelDecodeError
         The file's pixels cannot be read or decoded (naming file, transfer syntax and plugin).
     """
-    try:
-        values = _native_offset_read(record)
-    except OSError as exc:
-        raise PixelDecodeError(f"cannot read Pixel Data: {exc}", record.path) from exc
+    values = _native_offset_read(record)
     if values is not None:
         return fit_bits_stored(values, record)
     if record.path is None or not os.path.exists(record.path):
