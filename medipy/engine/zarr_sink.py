@@ -93,6 +93,11 @@ def _axes(plan: StackPlan) -> list[dict[str, str]]:
 def _relative(path: str | None, root: str | None) -> str | None:
     if path is None or root is None:
         return path
+    prefix = os.path.join(root, "")
+    rest = path[len(prefix):]
+    plain = os.path.normpath(rest) == rest and not (rest.startswith("..") or os.path.isabs(rest))
+    if path.startswith(prefix) and plain:
+        return rest.replace(os.sep, "/")  # the common case: no relpath (abspath of both, common prefix)
     try:
         return os.path.relpath(path, root).replace(os.sep, "/")
     except ValueError:
