@@ -3,6 +3,7 @@ options and jobqueue scripts (the CLI is tested in tests/cli)."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
@@ -221,6 +222,31 @@ def test_disk_shuffle_groups_series_split_across_scan_tasks(testdata: Path, tmp_
     assert list(tmp_path.iterdir()) == []  # the shuffle's folder is removed
 
 
+def test_shuffle_folders_of_killed_runs_on_this_machine_are_removed(testdata: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from medipy.engine.shuffle import _shuffle_prefix, plan_files
+
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()  # a process id that no longer exists
+    prefix = _shuffle_prefix()
+    stale = tmp_path / f"{prefix}{killed.pid}-x1"
+    live = tmp_path / f"{prefix}{os.getpid()}-x2"  # a run of this very process: in use
+    elsewhere = tmp_path / f"medipy-shuffle-otherhost-{killed.pid}-x3"  # a shared $TMPDIR: not ours to judge
+    for folder in (stale, live, elsewhere):
+        folder.mkdir()
+        (folder / "0-0.pickle").write_bytes(b"records")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        plans, _ = plan_files(list_files(testdata / CT), runner)
+    assert len(plans) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name])
+
+
 def test_issue_paths_relative_to_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from medipy.engine.scan import FileIssue
 
@@ -295,3 +321,32 @@ def test_native_slices_read_in_one_pass_equal_image(tmp_path: Path, stored: str,
     np.testing.assert_array_equal(block, np.asarray(expected).reshape(block.shape))
     out = np.zeros((4, 4), output)
     assert read_native_slice(records[0], out) is (output != "float32")
+
+
+@pytest.mark.parametrize(("keyword", "value", "tag"), [
+    ("RescaleSlope", "NaN", "(0028,1053)"), ("RescaleSlope", "-inf", "(0028,1053)"),
+    ("RescaleIntercept", "1e30", "(0028,1052)"),
+])
+def test_a_rescale_that_is_not_a_finite_number_is_refused_naming_the_file(
+        tmp_path: Path, keyword: str, value: str, tag: str) -> None:
+    import medipy.io.dicom
+    from medipy.errors import BrokenDicomError
+
+    good, bad = tmp_path / "good.dcm", tmp_path / "bad.dcm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _write_slice(good, "1.2.3.5", 0.0)
+        _write_slice(bad, "1.2.3.5", 1.0)
+        ds = medipy.io.dicom.read(bad)
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        setattr(ds, keyword, value)
+        ds.save_as(bad)
+    issue = scan_file(str(bad))
+    assert not isinstance(issue, ScannedFile)
+    assert issue.kind == IssueKind.BROKEN
+    assert f"{keyword} {tag}" in issue.reason
+    assert value in issue.reason
+    assert isinstance(scan_file(str(good)), ScannedFile)  # the good slice of the series is kept
+    with pytest.raises(BrokenDicomError, match=keyword) as raised:
+        medipy.io.dicom.image([medipy.io.dicom.read(good), medipy.io.dicom.read(bad)])
+    assert raised.value.path == str(bad)

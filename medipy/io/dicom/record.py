@@ -19,6 +19,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from medipy.errors import BrokenDicomError
 from medipy.io.dicom.diffusion import diffusion_of
 from medipy.io.dicom.frames import frame_headers, frame_layout
 
@@ -220,6 +221,25 @@ def _floats(ds: _Header, keyword: str, n: int) -> tuple[float, ...] | None:
     return out
 
 
+_RESCALE_LIMIT = 1e20  # far beyond any real slope or intercept; values x slope stay finite in float32
+_RESCALE_TAGS = {"RescaleSlope": "(0028,1053)", "RescaleIntercept": "(0028,1052)", "DoseGridScaling": "(3004,000E)"}
+
+
+def _rescale_value(ds: _Header, keyword: str, path: str | None) -> float | None:
+    """Rescale Slope, Intercept or Dose Grid Scaling: None when absent or empty; a value that is not a
+    finite, sensible number is refused (applied to the pixels it would give NaN, inf or garbage silently)."""
+    value = ds.get(keyword)
+    if value is None or isinstance(value, str | bytes) and not value.strip():
+        return None
+    out = _float(ds, keyword)
+    if out is None or abs(out) > _RESCALE_LIMIT:
+        shown = "\\".join(map(str, value)) if _is_many(value) else str(value)
+        raise BrokenDicomError(
+            f"{keyword} {_RESCALE_TAGS[keyword]} is {shown!r}, not a finite number of sensible size: its pixels "
+            "cannot be given real-world values; fix or re-export the file", path)
+    return out
+
+
 def _diffusion(ds: _Header) -> tuple[float | None, tuple[float, float, float] | None]:
     """:func:`diffusion_of`, skipped (None, None) for headers without any element it reads."""
     if "DiffusionBValue" in ds or any(tag >> 16 in _DIFFUSION_GROUPS for tag in ds.elements):
@@ -273,10 +293,10 @@ def record_from_frame(
     spacing = _floats(header, "PixelSpacing", 2) or _floats(header, "ImagerPixelSpacing", 2)
     if spacing is not None and not all(v > 0 for v in spacing):
         spacing = None
-    slope = _float(header, "RescaleSlope")
+    slope = _rescale_value(header, "RescaleSlope", path)
     if slope is None and "DoseGridScaling" in header:  # RT Dose: stored value x Dose Grid Scaling = dose (Gy)
-        slope = _float(header, "DoseGridScaling")
-    intercept = _float(header, "RescaleIntercept")
+        slope = _rescale_value(header, "DoseGridScaling", path)
+    intercept = _rescale_value(header, "RescaleIntercept", path)
     b_value, gradient = _diffusion(header)
     frame_type = _text(header, "FrameType") or _text(header, "ImageType")
     return SliceRecord(
