@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
+import socket
 import tempfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -27,7 +29,7 @@ from typing import Any
 from medipy.engine.plan import SeriesPlan, plan_series
 from medipy.engine.scan import FileIssue, ScannedFile, ScanOptions, scan_bag, scan_chunks, scan_files
 
-__all__ = ["plan_bag", "plan_files", "sort_plans", "split_planned"]
+__all__ = ["plan_bag", "plan_files", "remove_stale_shuffles", "sort_plans", "split_planned"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,53 @@ def _disk_plan_bag(paths: Sequence[str], workers: int, options: ScanOptions, fou
         _plan_buckets, folder, len(chunks), barrier, four_d)
 
 
+def _shuffle_prefix() -> str:
+    """``medipy-shuffle-<host>-``: a shuffle folder is named for its machine, then its process id."""
+    host = "".join(c if c.isalnum() or c == "." else "_" for c in socket.gethostname()) or "host"
+    return f"medipy-shuffle-{host}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user (EPERM)
+        return True
+    return True
+
+
+def remove_stale_shuffles(parent: str, prefix: str | None = None) -> list[str]:
+    """Remove the shuffle folders that runs killed on this machine left under ``parent``.
+
+    A run removes its own folder when it ends, even on an exception or Ctrl-C; a killed one (SIGKILL, out of
+    memory, a lost batch job) cannot. A folder is stale when it was made on this machine (its name holds the
+    host name: a ``$TMPDIR`` shared between machines keeps the others' folders) by a process that no longer
+    exists.
+
+    Returns
+    -------
+    list of str
+        The folders removed.
+    """
+    prefix = prefix or _shuffle_prefix()
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        pid_text = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        path = os.path.join(parent, name)
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            logger.info("removed %s, left by a killed run", path)
+            removed.append(path)
+    return removed
+
+
 def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = None, four_d: bool = True,
                compute: Callable[..., tuple[Any, ...]] | None = None) -> tuple[list[SeriesPlan], list[FileIssue]]:
     """Scan, shuffle and plan files: the series plans (in series order) and the files that yield no slice.
@@ -159,7 +208,8 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
     Notes
     -----
     The disk shuffle holds the scan's records (a few KB per file) in a temporary folder under dask's
-    ``temporary-directory`` setting, else ``$TMPDIR``; it is removed when the plans are made.
+    ``temporary-directory`` setting, else ``$TMPDIR``; it is removed when the plans are made (or when the
+    run fails). Folders left by killed runs on this machine are removed first (:func:`remove_stale_shuffles`).
     """
     options = options or ScanOptions()
     compute = compute or runner.compute
@@ -170,7 +220,9 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
     import dask
 
     # dask's own place for spilled data (config ``temporary-directory``), else the system's ($TMPDIR)
-    parent = dask.config.get("temporary-directory", None)
-    with tempfile.TemporaryDirectory(prefix="medipy-shuffle-", dir=parent) as folder:
+    parent = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
+    prefix = _shuffle_prefix()
+    remove_stale_shuffles(parent, prefix)
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=parent) as folder:
         (items,) = compute(_disk_plan_bag(paths, runner.workers, options, four_d, folder))
     return split_planned(items)
