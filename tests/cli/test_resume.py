@@ -12,7 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from medipy.cli import EXIT_OK, EXIT_RUN_ERROR, main
+import pytest
+
+from medipy.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, main
 from medipy.engine.checkpoint import OutputLock
 
 
@@ -61,6 +63,50 @@ def test_killed_convert_resumes_to_the_same_store(testdata, corpus_reference, me
     again = subprocess.run([*argv[:-1], "-v"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == reference_code
     assert "nothing to do" in again.stdout
+
+
+@pytest.mark.parametrize("phase", ["scan", "write"])
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(testdata, corpus_reference, medipy_command, tmp_path,
+                                                    assert_same_zarr, phase):
+    """SIGINT to the whole process group, as Ctrl-C in a terminal sends it (client and worker processes)."""
+    command, env = medipy_command
+    reference_code, reference = corpus_reference
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(env, TMPDIR=str(scratch))
+    out = tmp_path / "interrupted.zarr"
+    argv = [*command, "convert", str(testdata), str(out), "--scheduler", "processes", "--workers", "2", "-q"]
+    process = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+
+    def reached() -> bool:
+        if phase == "scan":  # the disk shuffle's folder exists while the scan runs
+            return any(p.name.startswith("medipy-shuffle-") for p in scratch.iterdir())
+        return _complete_stacks(out) > 0
+
+    try:
+        deadline = time.monotonic() + 300
+        while not reached() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)  # no worker left hanging
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "interrupted: re-run the same command to resume" in stderr
+    assert not list(scratch.iterdir())  # the shuffle's folder is removed
+    assert not (out / ".medipy.lock").exists()
+    assert not (out / "report.json").exists()  # an interrupted store never looks finished
+    total = len(json.loads((reference / "report.json").read_text())["stacks"])
+    assert _complete_stacks(out) < total
+
+    resumed = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == reference_code, resumed.stderr
+    assert json.loads((out / "report.json").read_text())["stacks"] == json.loads(
+        (reference / "report.json").read_text())["stacks"]
+    assert_same_zarr(out, reference)
 
 
 def test_a_second_run_into_a_locked_output_is_refused(tmp_path, caplog):
