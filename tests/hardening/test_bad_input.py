@@ -13,6 +13,7 @@ import os
 import random
 import re
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -177,6 +178,50 @@ def test_huge_declared_length_fails_fast_without_allocating(
     with raises_naming(BrokenDicomError, path, match=re.escape(where)):
         raise error  # type: ignore[misc]
     assert "truncated" in str(error)
+
+
+def _deflate_bomb(source: Path, path: Path, pixel_bytes: int) -> None:
+    """A Deflated Explicit VR Little Endian file whose Pixel Data is ``pixel_bytes`` zeros (~1000:1)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(source)
+    del ds.PixelData
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    small = tmp = path.with_suffix(".small")
+    ds.save_as(tmp, enforce_file_format=True)
+    raw = small.read_bytes()
+    meta_end = 132 + 12 + struct.unpack("<I", raw[140:144])[0]
+    body = zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS)  # the dataset, explicit VR little endian
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with open(path, "wb") as fp:
+        fp.write(raw[:meta_end])
+        fp.write(packer.compress(body + b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", pixel_bytes)))
+        zeros = bytes(MB)
+        for _ in range(pixel_bytes // MB):
+            fp.write(packer.compress(zeros))
+        fp.write(packer.flush())
+    small.unlink()
+
+
+def test_deflate_bomb_is_refused_without_inflating_it(example_path: Callable, tmp_path: Path,
+                                                      peak_memory: Callable, raises_naming: Callable,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from medipy.engine.scan import IssueKind, scan_file
+    from medipy.io.dicom import reading
+
+    path = tmp_path / "bomb.dcm"
+    _deflate_bomb(example_path(CT), path, 256 * MB)
+    assert path.stat().st_size < 1 * MB
+    monkeypatch.setattr(reading, "MAX_INFLATED_BYTES", 64 * MB)  # the default (2 GiB) would take seconds here
+    error, peak = peak_memory(lambda: medipy.io.dicom.read(path))
+    assert peak < 48 * MB, f"{peak / MB:.0f} MB allocated for a {path.stat().st_size} byte file"
+    with raises_naming(BrokenDicomError, path, match="inflates to more than 67108864 bytes"):
+        raise error  # type: ignore[misc]
+    issue = scan_file(str(path))
+    assert issue.kind == IssueKind.BROKEN  # type: ignore[union-attr]
+    assert "decompression bomb" in issue.reason  # type: ignore[union-attr]
+    monkeypatch.setattr(reading, "MAX_INFLATED_BYTES", 512 * MB)  # below the limit: pydicom reads it whole
+    assert medipy.io.dicom.read(path, defer_size=1024).Rows == 128
 
 
 def test_huge_declared_length_implicit_vr(example_path: Callable, tmp_path: Path, peak_memory: Callable,

@@ -20,6 +20,7 @@ import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pydicom.misc import size_in_bytes
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 from pydicom.valuerep import VR
@@ -27,7 +28,7 @@ from pydicom.valuerep import VR
 from medipy.errors import BrokenDicomError, MedipyError, NotDicomError
 from medipy.io.dicom.dataset import DataSet
 
-__all__ = ["parse_file", "read"]
+__all__ = ["MAX_INFLATED_BYTES", "parse_file", "read"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def parse_file(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
             fp.seek(start)
             source = io.BytesIO(fp.read())
         size, start = size - start, 0
+    if isinstance(source, str) and _DEFLATED_UID in head:  # a pre-filter: the meta tells (rare files)
+        _check_inflated_size(name, start)
     if check not in ("values", "lengths"):
         raise ValueError(f"check must be 'values' or 'lengths', not {check!r}")
     # With a small defer size, pydicom seeks over long values instead of reading them: no huge allocation
@@ -153,6 +156,44 @@ def parse_file(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
             f"is truncated or corrupt ({type(exc).__name__}: {exc}); re-copy or re-export the file", name,
         ) from exc
     return ds
+
+
+#: The most a Deflated Explicit VR Little Endian dataset may inflate to. pydicom inflates the whole dataset
+#: in memory before parsing: a few MB of deflated zeros would otherwise take GBs (a decompression bomb).
+MAX_INFLATED_BYTES = 2 * 1024**3
+_DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode("ascii")
+_INFLATE_STEP = 1 << 24
+
+
+def _check_inflated_size(name: str, start: int) -> None:
+    """Refuse a deflated dataset that inflates beyond :data:`MAX_INFLATED_BYTES`, counted by inflating it in
+    bounded steps before pydicom inflates it whole. Anything unusual (no group length, not deflate data) is
+    left to pydicom, which reports it."""
+    try:
+        meta = read_file_meta_info(name)
+    except Exception:  # noqa: BLE001 - a broken meta is reported by the parse that follows
+        return
+    length = meta.get("FileMetaInformationGroupLength")
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian or not isinstance(length, int):
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    with open(name, "rb") as fp:
+        fp.seek(start + 12 + length)  # (0002,0000) is 12 bytes, then the group it counts
+        while block := fp.read(1 << 20):
+            while block:
+                try:
+                    total += len(inflater.decompress(block, _INFLATE_STEP))
+                except zlib.error:
+                    return
+                if total > MAX_INFLATED_BYTES:
+                    raise BrokenDicomError(
+                        f"its deflated dataset inflates to more than {MAX_INFLATED_BYTES} bytes (from "
+                        f"{os.path.getsize(name)} in the file): a decompression bomb, or an object too large "
+                        "for the Deflated transfer syntax; refusing to inflate it", name)
+                block = inflater.unconsumed_tail
+            if inflater.eof:
+                return
 
 
 class _BoundedReader(io.BufferedReader):
