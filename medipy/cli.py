@@ -44,6 +44,8 @@ def _common(parser: argparse.ArgumentParser, *, selection: bool = True) -> None:
                             help="shell-style pattern, case-insensitive, e.g. '*T1*'")
         select.add_argument("--patient", action="append", default=None, help="a Patient ID (repeatable)")
         select.add_argument("--study", action="append", default=None, help="a Study Instance UID (repeatable)")
+    parser.add_argument("--follow-links", action="store_true", default=None,
+                        help="follow symbolic links that lead out of the export (default: listed, not followed)")
     parser.add_argument("--dry-run", action="store_true", default=None,
                         help="scan and plan, print what would be written, write nothing")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
@@ -139,7 +141,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser):
         if value:
             select = dataclasses.replace(select, **{field: tuple(value) if isinstance(value, list) else value})
     changes: dict[str, Any] = {k: getattr(args, k) for k in ("overwrite", "four_d", "thumbnails", "dicomdir",
-                                                              "dry_run", "compression")
+                                                              "dry_run", "compression", "follow_links")
                                if getattr(args, k, None) is not None}
     if args.quiet:
         changes["progress"] = False

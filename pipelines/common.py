@@ -46,14 +46,15 @@ def example_files() -> list[str]:
     return list_files([os.path.join(folder, *name.split("/")) for name in EXAMPLE_FILES])
 
 
-def input_files(source: str) -> tuple[list[str], str, list[FileIssue]]:
+def input_files(source: str, *, follow_links: bool = False) -> tuple[list[str], str, list[FileIssue]]:
     """The files of ``source`` (``"example"``: the bundled example), the folder their paths are relative to,
-    and the entries the walk refused (links leaving the input, loops, unreadable folders, FIFOs)."""
+    and the entries the walk refused (links leaving the input unless ``follow_links``, loops, unreadable
+    folders, FIFOs)."""
     if source == EXAMPLE:
         paths = example_files()
         return paths, os.path.commonpath([os.path.dirname(p) for p in paths]), []
     source = os.path.abspath(source)  # workers of a distributed cluster have their own directory
-    walked = collect_files(source)
+    walked = collect_files(source, follow_links=follow_links)
     return walked.paths, source if os.path.isdir(source) else os.path.dirname(source), walked.issues
 
 
@@ -75,9 +76,9 @@ class Planned:
 
 
 def plan_input(source: str, runner: Runner, *, selection: Selection, four_d: bool = True,
-               progress: bool = True) -> Planned:
+               progress: bool = True, follow_links: bool = False) -> Planned:
     """Scan and shuffle ``source`` into series plans (with a progress bar), then apply ``selection``."""
-    paths, root, walk_issues = input_files(source)
+    paths, root, walk_issues = input_files(source, follow_links=follow_links)
     logger.info("%d files to scan under %s", len(paths), root)
     compute = partial(compute_with_progress, runner, desc="scan", enabled=progress)
     plans, issues = plan_files(paths, runner, four_d=four_d, compute=compute)

@@ -43,7 +43,8 @@ def fingerprint(config: RunConfig, sink: SinkOptions) -> dict[str, Any]:
     """What makes two runs write the same store (not where they run)."""
     source = config.input if config.input == EXAMPLE else os.path.abspath(config.input)
     return {"pipeline": "convert", "input": source, "select": config.select.as_dict(),
-            "four_d": config.options.four_d, "sink": asdict(sink), "format": FORMAT_VERSION}
+            "four_d": config.options.four_d, "sink": asdict(sink), "format": FORMAT_VERSION,
+            **({"follow_links": True} if config.options.follow_links else {})}  # older stores: key absent
 
 
 def _stack_entry(plan: StackPlan, issues: list[FileIssue]) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
     if options.dry_run:
         with runner_for(config.cluster, runner) as opened:
             planned = plan_input(config.input, opened, selection=config.select, four_d=options.four_d,
-                                 progress=options.progress)
+                                 progress=options.progress, follow_links=options.follow_links)
         return _report(config, planned, {}, 0, start, {}, dry_run=True)
     command = f"medipy convert {config.input} {root}"
     with take_output(root, fingerprint(config, sink), overwrite=options.overwrite, command=command) as finished:
@@ -129,7 +130,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
         zarr.open_group(store=root, mode="a")
         with runner_for(config.cluster, runner) as opened:
             planned = plan_input(config.input, opened, selection=config.select, four_d=options.four_d,
-                                 progress=options.progress)
+                                 progress=options.progress, follow_links=options.follow_links)
             timings = {"scan_and_plan": time.perf_counter() - start}
             found, resumed = _write(root, planned, opened, sink, options.progress)
             timings["write"] = time.perf_counter() - start - timings["scan_and_plan"]

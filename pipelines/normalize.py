@@ -41,7 +41,8 @@ def fingerprint(config: RunConfig) -> dict[str, Any]:
     """What makes two runs write the same tree (not where they run)."""
     source = config.input if config.input == EXAMPLE else os.path.abspath(config.input)
     return {"pipeline": "normalize", "input": source, "select": config.select.as_dict(),
-            "dicomdir": config.options.dicomdir}
+            "dicomdir": config.options.dicomdir,
+            **({"follow_links": True} if config.options.follow_links else {})}  # older stores: key absent
 
 
 def _stage(task: tuple[int, list[str], str, WritePolicy]) -> list:
@@ -101,14 +102,16 @@ def run(config: RunConfig, *, runner: Runner | None = None) -> RunReport:
     policy = WritePolicy(naming=NamingPolicy(), dicomdir=options.dicomdir)
     if options.dry_run:
         with runner_for(config.cluster, runner) as opened:
-            planned = plan_input(config.input, opened, selection=config.select, progress=options.progress)
+            planned = plan_input(config.input, opened, selection=config.select, progress=options.progress,
+                                 follow_links=options.follow_links)
         return _report(config, planned, None, start, {})
     command = f"medipy normalize {config.input} {out}"
     with take_output(out, fingerprint(config), overwrite=options.overwrite, command=command) as finished:
         if finished is not None:
             return finished
         with runner_for(config.cluster, runner) as opened:
-            planned = plan_input(config.input, opened, selection=config.select, progress=options.progress)
+            planned = plan_input(config.input, opened, selection=config.select, progress=options.progress,
+                                 follow_links=options.follow_links)
             timings = {"scan_and_plan": time.perf_counter() - start}
             written = _write(out, _items(planned, config.select.active), opened, policy, options.progress)
             timings["write"] = time.perf_counter() - start - timings["scan_and_plan"]

@@ -51,6 +51,9 @@ class RunOptions:
         Scan and plan, print what would be written, write nothing.
     progress
         Progress bars on a terminal.
+    follow_links
+        Follow symbolic links that lead out of the input folder (by default they are listed as unreadable,
+        not followed: an export is expected to hold its own files). Links inside it are always followed.
     compression
         convert: the Blosc codec of the arrays (bit-shuffled): ``lz4`` (default: ~1 GB/s per core, CT
         stores ~3x smaller than the DICOM, smaller than gzipped NIfTI) or ``zstd`` (level 1: ~30% smaller
@@ -64,6 +67,7 @@ class RunOptions:
     dry_run: bool = False
     progress: bool = True
     compression: str = "lz4"
+    follow_links: bool = False
 
     def __post_init__(self) -> None:
         from medipy.engine.zarr_sink import COMPRESSIONS

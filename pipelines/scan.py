@@ -45,7 +45,7 @@ def run(config: RunConfig, *, runner: Runner | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     with runner_for(config.cluster, runner) as opened:
         planned = plan_input(config.input, opened, selection=config.select, four_d=config.options.four_d,
-                             progress=config.options.progress)
+                             progress=config.options.progress, follow_links=config.options.follow_links)
     failures, duplicates, skipped = split_issues(planned.issues, planned.root)
     series: dict[str, dict[str, Any]] = {}
     for stack in planned.stacks:

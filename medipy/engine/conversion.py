@@ -50,12 +50,15 @@ class ConvertOptions:
         Write volumes of one geometry as one (t, z, y, x) image (see :func:`medipy.engine.plan.plan_series`).
     overwrite
         Replace an existing output store.
+    follow_links
+        Follow symbolic links that lead out of a source folder (else they are listed as unreadable).
     """
 
     scan: ScanOptions = field(default_factory=ScanOptions)
     sink: SinkOptions = field(default_factory=SinkOptions)
     four_d: bool = True
     overwrite: bool = False
+    follow_links: bool = False
 
 
 @dataclass
@@ -215,7 +218,7 @@ def convert(source: str | os.PathLike[str] | Iterable[str], output: str | os.Pat
         with open_runner(cluster) as opened:
             return convert(source, output, runner=opened, options=options)
     start = time.perf_counter()
-    walked = collect_files(source)
+    walked = collect_files(source, follow_links=options.follow_links)
     paths = walked.paths
     source_root = _source_root(source, paths)
     logger.info("%d files to scan under %s", len(paths), source_root)

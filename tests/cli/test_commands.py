@@ -155,3 +155,25 @@ def test_output_of_another_command_is_refused(example_store, caplog):
     _, out = example_store
     assert main(["convert", "--example", str(out), "--scheduler", "synchronous", "--no-4d"]) == EXIT_USAGE
     assert "written by another command (it differs in: four_d)" in caplog.text
+
+
+def test_follow_links_switch(testdata, tmp_path, capsys):
+    """A link leading out of the export is listed, not followed, unless --follow-links."""
+    import os
+
+    export = tmp_path / "export"
+    export.mkdir()
+    os.symlink(testdata / "dcmqi/ct-3slice", export / "elsewhere")  # the CT's three slices, outside the export
+    out = tmp_path / "linked.zarr"
+    assert main(["convert", str(export), str(out), "--scheduler", "synchronous", "-q"]) == EXIT_FAILURES
+    report = json.loads((out / "report.json").read_text())
+    assert report["stacks"] == []
+    assert [(f["path"], f["kind"]) for f in report["failures"]] == [("elsewhere", "unreadable")]
+    assert "not followed" in report["failures"][0]["reason"]
+    assert main(["convert", str(export), str(out), "--scheduler", "synchronous", "--follow-links", "--overwrite",
+                 "-q"]) == EXIT_OK
+    report = json.loads((out / "report.json").read_text())
+    assert [s["files"] for s in report["stacks"]] == [3]
+    assert report["failures"] == []
+    assert main(["scan", str(export), "--scheduler", "synchronous", "--follow-links", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["stacks"] == 1
