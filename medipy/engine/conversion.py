@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -104,11 +104,14 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
 
 class _StackJobs(Sequence[WriteJob]):
     """The write jobs of stacks in order, made one stack at a time when asked for (in order, as
-    :func:`~medipy.engine.progress.map_unordered` submits them): a stack's slices are unpacked while its
-    shards are submitted, not for the whole export at once."""
+    :func:`~medipy.engine.progress.map_unordered` submits them): a stack's image group is created and its
+    slices unpacked when its first shard is submitted, while the workers write the shards of the stacks
+    before it (no phase where the workers wait for every group to be created), not for the whole export
+    at once."""
 
-    def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions) -> None:
-        self._root, self._sink = root, sink
+    def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions,
+                 prepare: Callable[[StackPlan], None]) -> None:
+        self._root, self._sink, self._prepare = root, sink, prepare
         self.owner: list[StackPlan] = []
         self._start: list[int] = []
         for plan in stacks:
@@ -123,7 +126,9 @@ class _StackJobs(Sequence[WriteJob]):
     def __getitem__(self, index):  # type: ignore[override]
         start = self._start[index]
         if self._cached[0] != start:
-            self._cached = (start, write_jobs(self._root, self.owner[index], self._sink))
+            plan = self.owner[index]
+            self._prepare(plan)
+            self._cached = (start, write_jobs(self._root, plan, self._sink))
         return self._cached[1][index - start]
 
 
@@ -131,7 +136,8 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
                  source_root: str | None = None, progress: bool = False) -> dict[str, list[FileIssue]]:
     """Write stacks into the store ``root``: their image groups, their shards, then their ``complete`` flag.
 
-    The groups are created by the workers; the shards are written one task each (at most a few per worker
+    A stack's group is created by the client just before its first shard is submitted (the workers write the
+    shards of the stacks before it meanwhile); the shards are written one task each (at most a few per worker
     in flight, so that the client holds no graph of the whole export); a stack is marked complete by the
     client as soon as its last shard is written (an interrupted run keeps every stack finished so far).
 
@@ -155,10 +161,7 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
     dict
         The slices that could not be read, per stack path (relative to ``source_root``, sorted).
     """
-    create = partial(create_image, root, options=sink, source_root=source_root)
-    for _ in map_unordered(runner, create, stacks, desc="create", enabled=False):
-        pass
-    jobs = _StackJobs(root, stacks, sink)
+    jobs = _StackJobs(root, stacks, sink, partial(create_image, root, options=sink, source_root=source_root))
     owner = jobs.owner
     remaining = Counter(plan.path for plan in owner)
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
