@@ -151,37 +151,84 @@ class ElementMemo:
     """
 
     def __init__(self) -> None:
-        self._elements: dict[tuple, Any] = {}
+        # per encoding (implicit VR, little endian, character set): (tag, VR, value) -> (element, its entry)
+        self._tables: dict[tuple, dict[tuple, tuple[Any, tuple[str, str] | None]]] = {}
+        self._size = 0
         self._entries: dict[int, tuple[Any, tuple[str, str] | None]] = {}
+        self._unshared: set[int] = set()  # tags never shared: private, meta and pixel elements
 
-    def prime(self, ds) -> None:
-        """Swap raw elements of ``ds`` for the same values already converted in this batch (else convert)."""
+    def prime(self, ds, entries: bool = False) -> tuple[tuple[str, str], ...] | None:
+        """Swap raw elements of ``ds`` for the same values already converted in this batch (else convert).
+
+        Parameters
+        ----------
+        ds
+            A dataset just read, its elements still raw.
+        entries
+            Also return the DICOM JSON entries of ``ds`` itself (as :func:`header_entries`), made in the same
+            pass over its elements.
+
+        Returns
+        -------
+        tuple of (str, str) or None
+            The entries when asked for, else None.
+        """
         from pydicom.dataelem import RawDataElement
 
+        implicit, little = getattr(ds, "_read_implicit", None), getattr(ds, "_read_little", None)
         try:
             charset = ds.original_character_set or ds._character_set
         except Exception:  # noqa: BLE001 - an unreadable character set: no sharing, pydicom reports it later
-            return
-        charset_key = charset if isinstance(charset, str) else tuple(charset)
+            charset = implicit = None
+        if implicit is None or little is None:  # not read from a file: nothing raw to share
+            return header_entries(ds, self) if entries else None
+        context = (implicit, little, charset if isinstance(charset, str) else tuple(charset))
+        table = self._tables.setdefault(context, {})
+        unshared = self._unshared
+        out: list[tuple[str, str]] | None = [] if entries else None
         elements = ds._dict
         for tag, raw in list(elements.items()):
-            group = tag >> 16
-            if (group & 1 or group in (0x0002, 0x7FE0) or tag == 0x00080005 or not isinstance(raw, RawDataElement)
-                    or raw.value is None or raw.VR == "SQ" or raw.length == 0xFFFFFFFF):
-                continue
-            key = (tag, raw.VR, raw.value, raw.is_implicit_VR, raw.is_little_endian, charset_key)
-            element = self._elements.get(key)
-            if element is not None:  # only elements of a stable VR are remembered
-                elements[tag] = element
-                continue
-            if not _stable_vr(tag, raw.VR):
-                continue
-            try:
-                element = ds[tag]  # pydicom's own conversion, stored in ds
-            except Exception:  # noqa: BLE001 - left raw: whoever reads it gets pydicom's error, as before
-                continue
-            if len(self._elements) < _MEMO_LIMIT:
-                self._elements[key] = element
+            # raw = (tag, VR, length, value, value_tell, is_implicit_VR, is_little_endian, ...)
+            if type(raw) is RawDataElement and raw[5] is implicit and raw[6] is little:
+                itag = int(tag)
+                if itag not in unshared:
+                    known = table.get((itag, raw[1], raw[3]))
+                    if known is not None:
+                        elements[tag] = known[0]
+                        if out is not None and known[1] is not None:
+                            out.append(known[1])
+                        continue
+                    known = self._convert(ds, itag, raw, charset)
+                    if known is not None:
+                        if self._size < _MEMO_LIMIT:
+                            table[itag, raw[1], raw[3]] = known
+                            self._size += 1
+                        if out is not None and known[1] is not None:
+                            out.append(known[1])
+                        continue
+            if out is not None and _is_metadata_tag(int(tag)):
+                pair = self.entry(ds, raw)
+                if pair is not None:
+                    out.append(pair)
+        return None if out is None else tuple(out)
+
+    def _convert(self, ds, tag: int, raw, charset) -> tuple[Any, tuple[str, str] | None] | None:
+        """The converted element and entry of a raw element worth sharing, else None (left to the caller)."""
+        group = tag >> 16
+        if group & 1 or group in (0x0002, 0x7FE0):
+            self._unshared.add(tag)
+            return None
+        if (tag == 0x00080005 or raw.value is None or raw.VR == "SQ" or raw.length == 0xFFFFFFFF
+                or not _stable_vr(tag, raw.VR)):
+            return None
+        from pydicom.dataelem import convert_raw_data_element
+
+        try:  # pydicom's own conversion (what ds[tag] does for a public, loaded element of a stable VR)
+            element = convert_raw_data_element(raw, encoding=charset, ds=ds)
+        except Exception:  # noqa: BLE001 - left raw: whoever reads it gets pydicom's error, as before
+            return None
+        ds._dict[raw.tag] = element
+        return element, (_entry(ds, element) if _is_metadata_tag(tag) else None)
 
     def entry(self, header, element) -> tuple[str, str] | None:
         """``(tag, DICOM JSON text)`` of one element of ``header``, or None when it is not metadata."""
@@ -189,8 +236,7 @@ class ElementMemo:
         known = self._entries.get(key)
         if known is not None and known[0] is element:
             return known[1]
-        entry = _entry(header, element.tag)
-        pair = None if entry is None else (entry[0], json.dumps(entry[1], separators=(",", ":"), ensure_ascii=False))
+        pair = _entry(header, element)
         if len(self._entries) < _MEMO_LIMIT:
             self._entries[key] = (element, pair)  # the element is kept alive: its id is not reused
         return pair
@@ -257,9 +303,16 @@ def header_json(header, memo: ElementMemo | None = None) -> str:
     return "{" + ",".join(f'"{tag}":{text}' for tag, text in header_entries(header, memo)) + "}"
 
 
-def _entry(header, tag) -> tuple[str, dict] | None:
+def _entry(header, element) -> tuple[str, str] | None:
+    """``(tag, DICOM JSON text)`` of an element of ``header`` (converted by pydicom if still raw), or None for
+    binary, sequence, private, undecodable or overlong values."""
+    from pydicom.dataelem import RawDataElement
+
     try:
-        element = header[tag]
+        if type(element) is RawDataElement:
+            if _raw_vr(element) in _SKIPPED_VRS:  # not metadata: not even converted
+                return None
+            element = header[element.tag]
         if element.VR in _SKIPPED_VRS or not element.keyword:
             return None
         entry = element.to_json_dict(None, 0)
@@ -267,11 +320,25 @@ def _entry(header, tag) -> tuple[str, dict] | None:
         return None
     if len(str(entry.get("Value", ""))) > _MAX_ENTRY:
         return None
-    return f"{int(tag):08X}", entry
+    return f"{int(element.tag):08X}", json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+
+
+def _raw_vr(raw) -> str | None:
+    """The VR pydicom gives a raw element: its own (explicit VR), else (implicit VR, or UN that pydicom
+    replaces with the known VR) the first of the dictionary's."""
+    if raw.VR is not None and raw.VR != "UN":
+        return raw.VR
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(raw.tag).split(" or ")[0]
+    except KeyError:
+        return raw.VR
 
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float and Double Float Pixel Data
 _DIRECTORY_RECORDS = 0x00041220  # Directory Record Sequence: a DICOMDIR
+_NUMBER_OF_FRAMES = 0x00280008
 
 
 def _has_pixels(ds) -> bool:
@@ -320,9 +387,12 @@ def scan_file(path: str, options: ScanOptions | None = None, memo: ElementMemo |
         name = getattr(sop_class, "name", None) or str(sop_class or "unknown SOP Class")
         return FileIssue(path, IssueKind.NON_IMAGE, f"no Pixel Data ({name})")
     try:
-        memo.prime(ds)
+        own = memo.prime(ds, entries=_NUMBER_OF_FRAMES not in ds._dict)  # single-frame: entries in the pass
         headers, records = dataset_records(ds, path=path)
-        entries = tuple(header_entries(h, memo) for h in headers)
+        if len(headers) == 1 and headers[0] is ds and own is not None:  # a single-frame slice: entries made
+            entries: tuple[tuple[tuple[str, str], ...], ...] = (own,)
+        else:
+            entries = tuple(header_entries(h, memo) for h in headers)
     except DicomError as exc:
         return FileIssue(path, IssueKind.BROKEN, exc.reason)
     except Exception as exc:  # noqa: BLE001 - rule: one bad file never stops the bag
