@@ -42,7 +42,10 @@ def example_files() -> list[str]:
     """The files of the bundled example (pydicom's test files; no network)."""
     from pydicom.data import get_testdata_file
 
-    folder = os.path.dirname(get_testdata_file("CT_small.dcm"))
+    found = get_testdata_file("CT_small.dcm")
+    if not isinstance(found, str):
+        raise ConfigError("pydicom's bundled test files are missing: reinstall pydicom")
+    folder = os.path.dirname(found)
     return list_files([os.path.join(folder, *name.split("/")) for name in EXAMPLE_FILES])
 
 

@@ -28,6 +28,7 @@ from medipy.engine.thumbnails import stack_thumbnail
 from medipy.engine.zarr_sink import (
     FORMAT_VERSION,
     SinkOptions,
+    medipy_attributes,
     stack_summary,
     write_root,
 )
@@ -62,7 +63,7 @@ def _complete(root: str, stacks: list[StackPlan]) -> set[str]:
     done: set[str] = set()
     for plan in stacks:
         try:
-            attrs = group[plan.path].attrs.get("medipy", {})
+            attrs = medipy_attributes(group[plan.path])
         except KeyError:
             continue
         if attrs.get("complete") is True:

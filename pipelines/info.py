@@ -10,6 +10,7 @@ from typing import Any
 
 from medipy.engine.checkpoint import read_state
 from medipy.engine.report import read_report
+from medipy.engine.zarr_sink import medipy_attributes
 from medipy.errors import ConfigError
 
 __all__ = ["describe", "format_info"]
@@ -42,21 +43,21 @@ def describe(store: str | os.PathLike[str]) -> dict[str, Any]:
         group = zarr.open_group(store=name, mode="r")
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise ConfigError(f"{name}: not a zarr store ({exc}); give the output of `medipy convert`") from exc
-    listing = dict(group.attrs.get("medipy", {}))
+    listing = medipy_attributes(group)
     state = read_state(name) or {}
     stacks = listing.get("stacks")
     if stacks is None:  # interrupted before the root listing: list the image groups themselves
         stacks = []
         for path, node in sorted(group.groups()):
             for child_path, child in sorted(node.groups()):
-                attrs = dict(child.attrs.get("medipy", {}))
+                attrs = medipy_attributes(child)
                 stacks.append({"path": f"{path}/{child_path}", "modality": attrs.get("modality"),
                                "series_description": attrs.get("series_description"), "shape": attrs.get("shape"),
                                "series_instance_uid": attrs.get("series_instance_uid"),
                                "patient_id": attrs.get("patient_id")})
     for entry in stacks:
         try:
-            entry["complete"] = bool(group[entry["path"]].attrs.get("medipy", {}).get("complete"))
+            entry["complete"] = bool(medipy_attributes(group[entry["path"]]).get("complete"))
         except KeyError:
             entry["complete"] = False
     if not stacks and not state:

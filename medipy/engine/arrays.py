@@ -213,7 +213,7 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
     if plan.is_4d:
         chunks = ((1,) * plan.count, *chunks)
         dsk = {k: (_expand, v) for k, v in dsk.items()}
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())  # type: ignore[arg-type]
     return da.Array(graph, name, chunks, dtype=np.dtype(plan.dtype))
 
 

@@ -166,7 +166,7 @@ def remove_stale_shuffles(parent: str, prefix: str | None = None) -> list[str]:
         The folders removed.
     """
     prefix = prefix or _shuffle_prefix()
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(parent)
     except OSError:

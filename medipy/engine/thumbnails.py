@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import typing
 import zlib
 
 import numpy as np
+
+from medipy.engine.zarr_sink import medipy_attributes
 
 __all__ = ["encode_png", "stack_thumbnail", "window"]
 
@@ -95,7 +96,7 @@ def stack_thumbnail(array_path: str) -> bytes:
 
     array = zarr.open_array(store=array_path, mode="r")
     group = zarr.open_group(store=os.path.dirname(array_path), mode="r")
-    attrs: dict[str, typing.Any] = dict(typing.cast(dict, group.attrs.get("medipy", {})))
+    attrs = medipy_attributes(group)
     data, colour = _volume(array, bool(attrs.get("volume_axis")))
     if colour:
         data = np.moveaxis(data, 0, -1)  # (c, z, y, x) -> (z, y, x, c)

@@ -212,7 +212,7 @@ def collect_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     from medipy.errors import DicomError
 
     single = isinstance(source, str | os.PathLike)
-    items = [source] if single else list(source)  # type: ignore[list-item]
+    items: list[str | os.PathLike[str]] = [source] if isinstance(source, str | os.PathLike) else list(source)
     result = WalkResult()
     for item in items:
         path = os.fspath(item)

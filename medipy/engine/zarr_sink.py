@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = ["COMPRESSIONS", "SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes",
-           "shard_count", "stack_summary", "write_jobs", "write_root", "write_shard"]
+           "medipy_attributes", "shard_count", "stack_summary", "write_jobs", "write_root", "write_shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,12 @@ class WriteJob:
 
 
 plain_state(WriteJob)
+
+
+def medipy_attributes(node: Any) -> dict[str, Any]:
+    """The ``medipy`` attribute of a zarr group or array (a copy), empty when it has none or not a mapping."""
+    value = node.attrs.get("medipy")
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def _axes(plan: StackPlan) -> list[dict[str, str]]:
@@ -181,7 +187,8 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
     group.attrs.put(image_attributes(plan, source_root=source_root))
     group.create_array(
         "0", shape=shape, dtype=np.dtype(plan.dtype), chunks=inner, shards=outer,
-        compressors=[BloscCodec(cname=options.cname, clevel=options.clevel, shuffle=options.shuffle)],
+        compressors=[BloscCodec(cname=options.cname, clevel=options.clevel,  # type: ignore[arg-type]
+                                shuffle=options.shuffle)],  # type: ignore[arg-type] # checked by BloscCodec
         fill_value=0, dimension_names=[a["name"] for a in _axes(plan)], overwrite=True,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -194,7 +194,7 @@ def _native_location(record: SliceRecord) -> tuple[np.dtype, int] | None:
 def _read_at(record: SliceRecord, offset: int, target: np.ndarray) -> None:
     """Fill the contiguous array ``target`` with the file's bytes at ``offset``."""
     try:
-        with open(record.path, "rb") as handle:  # type: ignore[arg-type]
+        with open(cast(str, record.path), "rb") as handle:
             handle.seek(offset)
             got = handle.readinto(memoryview(target.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
     except OSError as exc:

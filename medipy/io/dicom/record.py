@@ -100,8 +100,8 @@ def plain_state(cls: type) -> type:
         for name, value in zip(names, state, strict=True):
             object.__setattr__(self, name, value)
 
-    cls.__getstate__ = __getstate__  # type: ignore[attr-defined]
-    cls.__setstate__ = __setstate__  # type: ignore[attr-defined]
+    setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - mypy refuses assigning to a method
+    setattr(cls, "__setstate__", __setstate__)  # noqa: B010
     return cls
 
 
