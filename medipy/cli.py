@@ -232,5 +232,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return EXIT_RUN_ERROR
     except KeyboardInterrupt:
-        logger.error("interrupted: re-run the same command to resume (complete stacks are kept)")
+        logger.error("interrupted: re-run the same command to resume (finished work is kept)")
         return EXIT_INTERRUPTED

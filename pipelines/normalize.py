@@ -6,27 +6,32 @@ non-image DICOM files (reports, plans...) when nothing is selected -> staged in 
 ``Patient/Study/Series`` folders and indexed by a DICOMDIR (:func:`medipy.engine.writer.finalize`) ->
 ``report.json`` and ``report.html``.
 
-An interrupted run is redone as a whole on re-run (the staged files of the interrupted one are removed, the
-tree is rewritten with the same names), so it ends identical to an uninterrupted run.
+An interrupted run resumes: each write task stages its files in its own folder of ``OUT/.medipy-staging``
+(named from a hash of its input paths) and records what it staged in a ``done.json`` there, written last; a
+re-run with the same tasks takes the records of every task whose manifest and staged files survived and
+writes the others again, then moves everything into the tree. It ends identical to an uninterrupted run.
+(Tasks depend on the worker count: a re-run with other workers writes everything again.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import hashlib
+import json
 import logging
 import os
-import secrets
 import shutil
 import time
 from typing import Any
 
-from medipy.engine.checkpoint import write_state
+from medipy.engine.checkpoint import write_state, write_text_atomic
 from medipy.engine.cluster import Runner
 from medipy.engine.naming import NamingPolicy
 from medipy.engine.progress import map_unordered
 from medipy.engine.report import RunReport, write_html, write_json
 from medipy.engine.scan import IssueKind
-from medipy.engine.writer import WritePolicy, finalize, write_partition
+from medipy.engine.writer import Failure, StagedFile, WritePolicy, finalize, write_partition
 from medipy.pipelines.common import Planned, plan_input, runner_for, split_issues, take_output
 from medipy.pipelines.runfile import EXAMPLE, RunConfig
 
@@ -35,6 +40,8 @@ __all__ = ["fingerprint", "run"]
 logger = logging.getLogger(__name__)
 
 FILES_PER_TASK = 256
+STAGING = ".medipy-staging"  # inside the output: staged files are moved into the tree, not copied
+MANIFEST = "done.json"  # a task's records, written after its last staged file
 
 
 def fingerprint(config: RunConfig) -> dict[str, Any]:
@@ -45,10 +52,44 @@ def fingerprint(config: RunConfig) -> dict[str, Any]:
             **({"follow_links": True} if config.options.follow_links else {})}  # older stores: key absent
 
 
-def _stage(task: tuple[int, list[str], str, WritePolicy]) -> list:
-    """One writer task: a batch of files staged (picklable, top level)."""
+def _task_folder(paths: list[str]) -> str:
+    """The staging sub-folder of a write task: a hash of its input paths (the same task, the same folder)."""
+    return hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def _stage(task: tuple[int, list[str], str, WritePolicy]) -> list[StagedFile | Failure]:
+    """One writer task: a batch of files staged in its folder, then its manifest (picklable, top level)."""
     partition, paths, staging, policy = task
-    return write_partition(paths, staging, policy, partition)
+    name = _task_folder(paths)
+    records = write_partition(paths, os.path.join(staging, name), policy, partition)
+    records = [dataclasses.replace(r, staged=f"{name}/{r.staged}") if isinstance(r, StagedFile) else r
+               for r in records]
+    manifest = [{"staged": dataclasses.asdict(r)} if isinstance(r, StagedFile) else {"failed": dataclasses.asdict(r)}
+                for r in records]
+    write_text_atomic(os.path.join(staging, name, MANIFEST), json.dumps(manifest, ensure_ascii=False))
+    return records
+
+
+def _staged_before(task: tuple[int, list[str], str, WritePolicy]) -> list[StagedFile | Failure] | None:
+    """The records of a task staged by an interrupted run, when its manifest and every staged file survived."""
+    partition, paths, staging, _ = task
+    try:
+        with open(os.path.join(staging, _task_folder(paths), MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        records: list[StagedFile | Failure] = []
+        for position, entry in enumerate(manifest):
+            if "failed" in entry:
+                records.append(Failure(**entry["failed"]))
+                continue
+            fields = entry["staged"]
+            staged = StagedFile(**{**fields, "order": (partition, position),
+                                   **{k: tuple(fields[k]) for k in ("patient", "study", "series")}})
+            if not os.path.isfile(os.path.join(staging, staged.staged)):
+                return None  # moved into the tree by the interrupted run's last step: staged again
+            records.append(staged)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return records if len(records) == len(paths) else None
 
 
 def _items(planned: Planned, selection_active: bool) -> list[str]:
@@ -59,19 +100,26 @@ def _items(planned: Planned, selection_active: bool) -> list[str]:
 
 
 def _write(out: str, items: list[str], runner: Runner, policy: WritePolicy, progress: bool):
-    for pattern in (".medipy-staging-*", ".medipy-dicomdir-*"):  # staged files of an interrupted run
+    for pattern in (".medipy-staging-*", ".medipy-dicomdir-*"):  # left by an interrupted run (or older medipy)
         for leftover in glob.glob(os.path.join(out, pattern)):
             shutil.rmtree(leftover, ignore_errors=True)
-    staging = os.path.join(out, f".medipy-staging-{secrets.token_hex(6)}")
+    staging = os.path.join(out, STAGING)  # kept by an interrupted run of this command: resumed
     size = max(1, min(FILES_PER_TASK, -(-len(items) // (4 * max(1, runner.workers)))))
     tasks = [(n, items[i:i + size], staging, policy) for n, i in enumerate(range(0, len(items), size))]
-    results: list[list] = [[] for _ in tasks]
-    try:
-        for index, records in map_unordered(runner, _stage, tasks, desc="write", enabled=progress):
-            results[index] = records
-        return finalize([r for part in results for r in part], out, staging, policy)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    results: list[list[StagedFile | Failure]] = [[] for _ in tasks]
+    todo = []
+    for index, task in enumerate(tasks):
+        before = _staged_before(task)
+        if before is None:
+            todo.append(task)
+        else:
+            results[index] = before
+    if len(todo) < len(tasks):
+        logger.info("%s: %d of %d write tasks staged by the interrupted run are kept", out, len(tasks) - len(todo),
+                    len(tasks))
+    for index, records in map_unordered(runner, _stage, todo, desc="write", enabled=progress):
+        results[todo[index][0]] = records
+    return finalize([r for part in results for r in part], out, staging, policy)  # removes the staging folder
 
 
 def run(config: RunConfig, *, runner: Runner | None = None) -> RunReport:

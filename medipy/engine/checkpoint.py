@@ -23,7 +23,8 @@ from typing import Any
 
 from medipy.errors import ConfigError, OutputLockedError
 
-__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "read_state", "remove_leftovers", "write_state"]
+__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "read_state", "remove_leftovers", "write_state",
+           "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +143,19 @@ def read_state(output: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a UTF-8 text file whole or not at all: into ``<path>.<pid>.tmp``, then renamed over ``path``
+    (a ``.tmp`` left by a killed process is removed by :func:`remove_leftovers`)."""
+    partial = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+
+
 def write_state(output: str | os.PathLike[str], fingerprint: dict[str, Any], state: str) -> None:
     """Record the run state atomically (``running`` or ``done``)."""
-    path = Path(output) / STATE_NAME
-    partial = path.with_name(f"{STATE_NAME}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps({"fingerprint": fingerprint, "state": state}, indent=1, sort_keys=True),
-                       encoding="utf-8")
-    os.replace(partial, path)
+    write_text_atomic(Path(output) / STATE_NAME,
+                      json.dumps({"fingerprint": fingerprint, "state": state}, indent=1, sort_keys=True))
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

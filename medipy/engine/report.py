@@ -16,6 +16,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from medipy.engine.checkpoint import write_text_atomic
+
 __all__ = ["REPORT_HTML", "REPORT_JSON", "RunReport", "read_report", "write_html", "write_json"]
 
 logger = logging.getLogger(__name__)
@@ -115,10 +117,7 @@ class RunReport:
 def write_json(report: RunReport, folder: str | os.PathLike[str]) -> str:
     """Write ``report.json`` into ``folder`` (atomically); returns its path."""
     path = os.path.join(os.fspath(folder), REPORT_JSON)
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(report.as_dict(), handle, indent=1, ensure_ascii=False)
-    os.replace(partial, path)
+    write_text_atomic(path, json.dumps(report.as_dict(), indent=1, ensure_ascii=False))
     return path
 
 
@@ -163,8 +162,5 @@ def write_html(report: RunReport, folder: str | os.PathLike[str], thumbnails: di
             f"<h2>Failures and duplicates ({len(report.failures) + len(report.duplicates)})</h2>"
             f"<table>{problems}</table></body></html>")
     path = os.path.join(os.fspath(folder), REPORT_HTML)
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    os.replace(partial, path)
+    write_text_atomic(path, page)
     return path

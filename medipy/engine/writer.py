@@ -320,6 +320,9 @@ def _build_dicomdir(fileset: FileSet, out: Path, written: Sequence[WrittenFile],
         components[w.sop_instance_uid] = w.path.split("/")
     if not components:
         return None, excluded
+    # the same instances at the same places give the same DICOMDIR, byte for byte (pydicom's UID is random)
+    fileset.UID = generate_uid(entropy_srcs=["medipy DICOMDIR", str(policy.fileset_id), *(
+        f"{uid}={'/'.join(path)}" for uid, path in sorted(components.items()))])
     target = out / "DICOMDIR"
     try:
         with tempfile.TemporaryDirectory(dir=out, prefix=".medipy-dicomdir-") as scratch:

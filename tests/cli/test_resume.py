@@ -141,3 +141,43 @@ def test_a_lock_of_another_host_is_respected(tmp_path):
     (out / ".medipy.lock").write_text(json.dumps({"pid": 1, "host": "another-node", "started": 0.0}))
     with pytest.raises(OutputLockedError, match="another-node"):
         OutputLock(out).acquire()
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    skipped = {"report.json", "report.html", ".medipy-run.json", ".medipy.lock"}
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name not in skipped}
+
+
+def test_interrupted_normalize_keeps_the_staged_tasks_and_ends_identical(tmp_path, monkeypatch):
+    import medipy.pipelines.normalize as normalize
+    from medipy.cli import EXIT_INTERRUPTED, EXIT_OK, main
+
+    argv = ["--example", "--scheduler", "synchronous", "-q"]
+    assert main(["normalize", *argv[:1], str(tmp_path / "reference"), *argv[1:]]) == EXIT_OK
+    out = tmp_path / "out"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C once every file is staged, before they are moved into the tree
+
+    with monkeypatch.context() as patch:
+        patch.setattr(normalize, "finalize", interrupted)
+        assert main(["normalize", argv[0], str(out), *argv[1:]]) == EXIT_INTERRUPTED
+    folders = sorted(p for p in (out / normalize.STAGING).iterdir())
+    assert len(folders) == 4  # 13 files, 4 tasks on one worker
+    assert all((f / normalize.MANIFEST).is_file() for f in folders)
+    (folders[0] / normalize.MANIFEST).unlink()  # killed before its manifest: written again
+    next(p for p in folders[1].iterdir() if p.name != normalize.MANIFEST).unlink()  # a staged file lost: again
+    written = []
+    real = normalize.write_partition
+
+    def counted(paths, *args, **kwargs):
+        written.append(list(paths))
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(normalize, "write_partition", counted)
+    assert main(["normalize", argv[0], str(out), *argv[1:]]) == EXIT_OK
+    assert len(written) == 2  # the two damaged tasks only
+    assert not (out / normalize.STAGING).exists()
+    assert _tree(out) == _tree(tmp_path / "reference")
+    assert len(_tree(out)) == 14  # 13 files and the DICOMDIR
