@@ -73,8 +73,9 @@ def _stage(task: tuple[int, list[str], str, WritePolicy]) -> list[StagedFile | F
 def _staged_before(task: tuple[int, list[str], str, WritePolicy]) -> list[StagedFile | Failure] | None:
     """The records of a task staged by an interrupted run, when its manifest and every staged file survived."""
     partition, paths, staging, _ = task
+    folder = _task_folder(paths)
     try:
-        with open(os.path.join(staging, _task_folder(paths), MANIFEST), encoding="utf-8") as handle:
+        with open(os.path.join(staging, folder, MANIFEST), encoding="utf-8") as handle:
             manifest = json.load(handle)
         records: list[StagedFile | Failure] = []
         for position, entry in enumerate(manifest):
@@ -84,7 +85,10 @@ def _staged_before(task: tuple[int, list[str], str, WritePolicy]) -> list[Staged
             fields = entry["staged"]
             staged = StagedFile(**{**fields, "order": (partition, position),
                                    **{k: tuple(fields[k]) for k in ("patient", "study", "series")}})
-            if not os.path.isfile(os.path.join(staging, staged.staged)):
+            parent, name = staged.staged.rpartition("/")[::2]
+            if parent != folder or not name.replace("_", "").isdigit():  # only ever its own staged files
+                return None
+            if not os.path.isfile(os.path.join(staging, folder, name)):
                 return None  # moved into the tree by the interrupted run's last step: staged again
             records.append(staged)
     except (OSError, ValueError, TypeError, KeyError):

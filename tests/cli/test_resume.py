@@ -168,6 +168,9 @@ def test_interrupted_normalize_keeps_the_staged_tasks_and_ends_identical(tmp_pat
     assert all((f / normalize.MANIFEST).is_file() for f in folders)
     (folders[0] / normalize.MANIFEST).unlink()  # killed before its manifest: written again
     next(p for p in folders[1].iterdir() if p.name != normalize.MANIFEST).unlink()  # a staged file lost: again
+    manifest = json.loads((folders[2] / normalize.MANIFEST).read_text())
+    manifest[0]["staged"]["staged"] = "../reference/DICOMDIR"  # a manifest naming a file outside: not trusted
+    (folders[2] / normalize.MANIFEST).write_text(json.dumps(manifest))
     written = []
     real = normalize.write_partition
 
@@ -177,7 +180,7 @@ def test_interrupted_normalize_keeps_the_staged_tasks_and_ends_identical(tmp_pat
 
     monkeypatch.setattr(normalize, "write_partition", counted)
     assert main(["normalize", argv[0], str(out), *argv[1:]]) == EXIT_OK
-    assert len(written) == 2  # the two damaged tasks only
+    assert len(written) == 3  # the three damaged tasks only
     assert not (out / normalize.STAGING).exists()
     assert _tree(out) == _tree(tmp_path / "reference")
     assert len(_tree(out)) == 14  # 13 files and the DICOMDIR
