@@ -161,3 +161,20 @@ def _assert_same_zarr(store: Path, reference: Path) -> None:
 def assert_same_zarr():
     """``(store, reference) -> None``: assert two zarr stores are identical (metadata, attributes, arrays)."""
     return _assert_same_zarr
+
+
+@pytest.fixture
+def fileset_paths():
+    """The instances pydicom's FileSet finds through a DICOMDIR: paths relative to its folder, sorted."""
+    from pydicom.fileset import FileSet
+
+    def load(dicomdir: Path) -> list[str]:
+        fileset = FileSet(dicomdir)
+        try:
+            return sorted(Path(i.path).relative_to(dicomdir.parent).as_posix() for i in fileset)
+        finally:  # pydicom's staging folder, else a ResourceWarning at garbage collection
+            stage = getattr(fileset, "_stage", {}).get("t")
+            if stage is not None:
+                stage.cleanup()
+
+    return load

@@ -9,11 +9,10 @@ from pathlib import Path
 import dask.bag as db
 import numpy as np
 import pytest
-from pydicom.fileset import FileSet
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from medipy.engine.naming import NamingPolicy, assign_names, safe_component
-from medipy.engine.writer import Failure, StagedFile, WritePolicy, _discard, finalize, write_bag, write_partition
+from medipy.engine.writer import Failure, StagedFile, WritePolicy, finalize, write_bag, write_partition
 from medipy.errors import ConfigError
 from medipy.io.dicom import DataSet, load_dicomdir_records, read, series
 
@@ -87,15 +86,10 @@ def test_duplicates_and_broken_input_are_reported(reference, testdata: Path) -> 
     assert len({w.sop_instance_uid for w in report.written}) == len(report.written)
 
 
-def test_dicomdir_references_every_written_file(reference) -> None:
+def test_dicomdir_references_every_written_file(reference, fileset_paths) -> None:
     out, report = reference
     assert report.dicomdir == str(out / "DICOMDIR")
-    fileset = FileSet(out / "DICOMDIR")
-    try:
-        paths = sorted(Path(i.path).relative_to(out).as_posix() for i in fileset)
-    finally:
-        _discard(fileset)  # pydicom's staging folder, else a ResourceWarning at garbage collection
-    assert paths == [w.path for w in report.written]
+    assert fileset_paths(out / "DICOMDIR") == [w.path for w in report.written]
     records = series([read(out / "DICOMDIR")], keep_only_images=False)
     loaded = [ds for serie in records for ds in load_dicomdir_records(serie)]
     assert sorted(_sop_uid(ds) for ds in loaded) == sorted(w.sop_instance_uid for w in report.written)
