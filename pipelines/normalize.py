@@ -9,8 +9,8 @@ non-image DICOM files (reports, plans...) when nothing is selected -> staged in 
 An interrupted run resumes: each write task stages its files in its own folder of ``OUT/.medipy-staging``
 (named from a hash of its input paths) and records what it staged in a ``done.json`` there, written last; a
 re-run with the same tasks takes the records of every task whose manifest and staged files survived and
-writes the others again, then moves everything into the tree. It ends identical to an uninterrupted run.
-(Tasks depend on the worker count: a re-run with other workers writes everything again.)
+writes the others again, then moves everything into the tree. It ends identical to an uninterrupted run,
+whatever the workers of either run (tasks are cut from the file list alone).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = ["fingerprint", "run"]
 logger = logging.getLogger(__name__)
 
 FILES_PER_TASK = 256
+MIN_TASKS = 64  # for load balance on small exports
 STAGING = ".medipy-staging"  # inside the output: staged files are moved into the tree, not copied
 MANIFEST = "done.json"  # a task's records, written after its last staged file
 
@@ -108,7 +109,8 @@ def _write(out: str, items: list[str], runner: Runner, policy: WritePolicy, prog
         for leftover in glob.glob(os.path.join(out, pattern)):
             shutil.rmtree(leftover, ignore_errors=True)
     staging = os.path.join(out, STAGING)  # kept by an interrupted run of this command: resumed
-    size = max(1, min(FILES_PER_TASK, -(-len(items) // (4 * max(1, runner.workers)))))
+    # tasks sized from the file count only (not the workers): a re-run on other workers finds the same tasks
+    size = max(1, min(FILES_PER_TASK, -(-len(items) // MIN_TASKS)))
     tasks = [(n, items[i:i + size], staging, policy) for n, i in enumerate(range(0, len(items), size))]
     results: list[list[StagedFile | Failure]] = [[] for _ in tasks]
     todo = []
