@@ -412,12 +412,22 @@ def scan_files(paths: Sequence[str], options: ScanOptions | None = None) -> list
 def _dicomdir_files(dicomdir: str) -> list[str]:
     """The files a DICOMDIR references (directory records with a Referenced File ID)."""
     from medipy.io.dicom.dicomdir import resolve_referenced_file
-    from medipy.io.dicom.reading import read
+    from medipy.io.dicom.reading import parse_file
 
-    ds = read(dicomdir)
+    # lengths checked, values converted when used: the records' File IDs only (every element of a
+    # 20,000-record DICOMDIR converted took ~12 s, against ~1 s)
+    ds = parse_file(dicomdir, check="lengths")
+    try:
+        records = ds.get("DirectoryRecordSequence") or []
+    except Exception as exc:  # noqa: BLE001 - pydicom's error parsing the records: not a usable DICOMDIR
+        raise BrokenDicomError(f"its Directory Record Sequence cannot be read ({exc})", dicomdir) from exc
     out: list[str] = []
-    for record in ds.get("DirectoryRecordSequence") or []:
-        file_id = record.get("ReferencedFileID")
+    for record in records:
+        try:
+            file_id = record.get("ReferencedFileID")
+        except Exception as exc:  # noqa: BLE001 - one corrupt record: its file is not listed
+            logger.warning("%s: a directory record's Referenced File ID cannot be read (%s)", dicomdir, exc)
+            continue
         if file_id:
             try:
                 out.append(str(resolve_referenced_file(dicomdir, file_id)))
