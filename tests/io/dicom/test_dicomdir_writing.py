@@ -4,6 +4,7 @@ pydicom follows; files whose records cannot be made are left out, as FileSet ref
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def test_records_equal_pydicom_filesets_and_offsets_are_followed(testdata: Path,
     ours = read(tmp_path / "tree" / "DICOMDIR")
     theirs = pydicom.dcmread(scratch / "DICOMDIR")
     assert _records(ours) == _records(theirs)
+    again = io.BytesIO()  # pydicom re-encodes what it read into the same bytes: records framed as it would
+    pydicom.dcmread(tmp_path / "tree" / "DICOMDIR").save_as(again, enforce_file_format=True)
+    assert again.getvalue() == (tmp_path / "tree" / "DICOMDIR").read_bytes()
     assert {r.DirectoryRecordType for r in ours.DirectoryRecordSequence} >= {
         "PATIENT", "STUDY", "SERIES", "IMAGE", "RT PLAN", "RT DOSE", "SR DOCUMENT"}
     kept = sorted("/".join(c) for c, _ in instances if "/".join(c) not in refused)
