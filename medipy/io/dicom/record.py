@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -134,12 +134,13 @@ class _Header:
     attributes of every file of an export, so that the lookups are made here in a dict of plain ints.
     """
 
-    __slots__ = ("ds", "elements")
+    __slots__ = ("ds", "elements", "values")
 
-    def __init__(self, ds: Dataset) -> None:
+    def __init__(self, ds: Dataset, values: Mapping[int, Any] | None = None) -> None:
         self.ds = ds
         elements = ds._dict
         self.elements: dict[int, Any] = dict(zip(map(int, elements), elements.values(), strict=True))
+        self.values = values or None
 
     def __contains__(self, keyword: str) -> bool:
         return _TAG[keyword] in self.elements
@@ -150,6 +151,10 @@ class _Header:
         element = self.elements.get(tag)
         if element is None:
             return None
+        if self.values is not None:
+            value = self.values.get(tag)
+            if value is not None:
+                return value
         if isinstance(element, DataElement):  # already converted: skip Dataset.__getitem__'s checks
             return element.value
         try:
@@ -233,6 +238,7 @@ def _rescale_value(ds: _Header, keyword: str, path: str | None) -> float | None:
         return None
     out = _float(ds, keyword)
     if out is None or abs(out) > _RESCALE_LIMIT:
+        value = ds.ds[_TAG[keyword]].value  # as written in the file (a plain value is a float)
         shown = "\\".join(map(str, value)) if _is_many(value) else str(value)
         raise BrokenDicomError(
             f"{keyword} {_RESCALE_TAGS[keyword]} is {shown!r}, not a finite number of sensible size: its pixels "
@@ -271,6 +277,7 @@ def record_from_frame(
     transfer_syntax: str = "",
     pixel_offset: int | None = None,
     pixel_length: int | None = None,
+    values: Mapping[int, Any] | None = None,
 ) -> SliceRecord:
     """Build the record of one slice from its (frame-normalised) header.
 
@@ -284,12 +291,15 @@ def record_from_frame(
         and the tiles per side of a mosaic.
     transfer_syntax, pixel_offset, pixel_length
         How its pixels are stored in the file.
+    values
+        Values of some of its elements by tag, already decoded as pydicom would (see
+        :func:`medipy.io.dicom.plain_values.plain_value`), read instead of converting those elements.
 
     Returns
     -------
     SliceRecord
     """
-    header = _Header(ds)
+    header = _Header(ds, values)
     spacing = _floats(header, "PixelSpacing", 2) or _floats(header, "ImagerPixelSpacing", 2)
     if spacing is not None and not all(v > 0 for v in spacing):
         spacing = None
@@ -359,7 +369,8 @@ def _pixel_location(ds: Dataset, transfer_syntax: str) -> tuple[int | None, int 
     return int(tell), int(length)
 
 
-def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Dataset], list[SliceRecord]]:
+def dataset_records(ds: Dataset, *, path: str | None = None, values: Mapping[int, Any] | None = None
+                    ) -> tuple[list[Dataset], list[SliceRecord]]:
     """The frame headers of a dataset and the record of each (see :mod:`medipy.io.dicom.frames`).
 
     Parameters
@@ -368,6 +379,9 @@ def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Datas
         An image dataset, full or read without (or with deferred) Pixel Data.
     path
         Its file (defaults to the dataset's ``path`` or ``filename``).
+    values
+        Plain values of some elements of ``ds`` (see :func:`record_from_frame`), used when ``ds`` is a single
+        slice (the frames of a multi-frame object or mosaic have headers of their own).
 
     Returns
     -------
@@ -401,6 +415,7 @@ def dataset_records(ds: Dataset, *, path: str | None = None) -> tuple[list[Datas
             transfer_syntax=syntax,
             pixel_offset=offset,
             pixel_length=length,
+            values=values if header is ds else None,
         )
         for header in headers
     ]
