@@ -116,33 +116,42 @@ def parse_file(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
     mode = os.stat(name).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a FIFO would block open() forever
         raise NotDicomError("is not a regular file (a FIFO, socket or device); refusing to read it", name)
-    with open(name, "rb") as fp:
-        size = os.fstat(fp.fileno()).st_size
-        head = fp.read(_SNIFF_SIZE)
-    start = _sniff(name, head, size)
-    source: str | io.BytesIO = name
-    if start not in (0, _PREAMBLE + 4):
-        logger.warning("%s: %d stray byte(s) before the first DICOM element, skipped", name, start)
-        with open(name, "rb") as fp:
-            fp.seek(start)
-            source = io.BytesIO(fp.read())
-        size, start = size - start, 0
-    if isinstance(source, str) and _DEFLATED_UID in head:  # a pre-filter: the meta tells (rare files)
-        _check_inflated_size(name, start)
     if check not in ("values", "lengths"):
         raise ValueError(f"check must be 'values' or 'lengths', not {check!r}")
     # With a small defer size, pydicom seeks over long values instead of reading them: no huge allocation
     # can happen, and the plain (C-buffered) file is much faster than the bounded reader.
     deferred_above = None if defer_size is None else size_in_bytes(defer_size)
     bounded = deferred_above is None or deferred_above > _BoundedReader._SMALL
-    try:
+    with open(name, "rb") as fp:
+        size = os.fstat(fp.fileno()).st_size
+        head = fp.read(_SNIFF_SIZE)
+        start = _sniff(name, head, size)
+        source: str | io.BytesIO = name
+        if start not in (0, _PREAMBLE + 4):
+            logger.warning("%s: %d stray byte(s) before the first DICOM element, skipped", name, start)
+            fp.seek(start)
+            source = io.BytesIO(fp.read())
+            size, start = size - start, 0
+        if isinstance(source, str) and _DEFLATED_UID in head:  # a pre-filter: the meta tells (rare files)
+            _check_inflated_size(name, start)
         if isinstance(source, str) and not bounded:
-            ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
-        elif isinstance(source, str):
-            with _BoundedReader(source) as fp:
-                ds = pydicom.dcmread(fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+            fp.seek(0)  # parsed from the file already open (pydicom opens it by name for deferred values)
+            return _parse(fp, name, size, start, defer_size, stop_before_pixels, check)
+    return _parse(source, name, size, start, defer_size, stop_before_pixels, check)
+
+
+def _parse(fp: str | io.BytesIO | io.BufferedReader, name: str, size: int, start: int,
+           defer_size: int | str | None, stop_before_pixels: bool, check: str) -> FileDataset:
+    """:func:`parse_file` once the file is sniffed: pydicom reads ``fp``, an open file, the bytes of a file
+    that started with stray bytes, or (a file name) the file through a bounded reader."""
+    source = fp if isinstance(fp, io.BytesIO) else name  # what the checks read again
+    try:
+        if not isinstance(fp, str):
+            ds = pydicom.dcmread(fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
         else:
-            ds = pydicom.dcmread(source, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
+            with _BoundedReader(fp) as bounded_fp:
+                ds = pydicom.dcmread(bounded_fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels,
+                                     force=True)
         _check(ds, name, source, size, start, stop_before_pixels, convert=check == "values")
     except MedipyError:
         raise
