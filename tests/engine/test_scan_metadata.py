@@ -53,6 +53,7 @@ def _copies(source: Path, folder: Path) -> list[Path]:
 
 def test_entries_of_a_batch_equal_pydicom_file_by_file(testdata: Path, tmp_path: Path) -> None:
     files = sorted((testdata / "pydicom/test_files").glob("*.dcm"))  # encodings, VRs and modalities mixed
+    files += sorted((testdata / "pydicom/charset_files").glob("*.dcm"))  # character sets, ISO 2022 escapes
     files += sorted((testdata / "dcmqi/ct-3slice").iterdir())  # one series: most values shared
     files += sorted((testdata / "dcm_qa_nih/In/20180918Si/mr_0003").glob("*.dcm"))
     files += _copies(testdata / "pydicom/test_files/MR_small.dcm", tmp_path)

@@ -40,6 +40,7 @@ def _same(ours, theirs) -> bool:
 
 def _files(testdata: Path) -> list[Path]:
     files = sorted((testdata / "pydicom/test_files").glob("*.dcm"))  # encodings, VRs, modalities
+    files += sorted((testdata / "pydicom/charset_files").glob("*.dcm"))  # ISO 2022 escapes, UTF-8, GB18030...
     files += sorted((testdata / "dcmqi/ct-3slice").iterdir())
     files += sorted((testdata / "dcm_qa_nih/In/20180918Si/mr_0003").glob("*.dcm"))
     return files
