@@ -85,23 +85,24 @@ class SliceRecord:
 
 
 def plain_state(cls: type) -> type:
-    """Give a frozen, slotted dataclass a fast pickle state: the tuple of its field values.
+    """Give a frozen, slotted dataclass a fast pickle form: its class and the tuple of its field values.
 
-    (Python's own state for such classes calls :func:`dataclasses.fields` on every instance: ~20 us per
-    record, which dominated the time a dask client spends pickling thousands of records.)
+    (Python's own state for such classes calls :func:`dataclasses.fields` on every instance, ~20 us per record,
+    and restores it attribute by attribute; unpickling through the generated ``__init__`` is ~40% faster than
+    a ``__setstate__`` loop. A dask client and its workers move thousands of records.)
     """
+    if any(f.init is False for f in dataclasses.fields(cls)) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: every field must be an __init__ argument and nothing checked after")
     names = tuple(f.name for f in dataclasses.fields(cls))
     getter = operator.attrgetter(*names)
+    if len(names) == 1:
+        def __reduce__(self: Any) -> tuple[type, tuple]:
+            return cls, (getter(self),)
+    else:
+        def __reduce__(self: Any) -> tuple[type, tuple]:
+            return cls, getter(self)
 
-    def __getstate__(self: Any) -> tuple:
-        return getter(self)
-
-    def __setstate__(self: Any, state: Sequence[Any]) -> None:
-        for name, value in zip(names, state, strict=True):
-            object.__setattr__(self, name, value)
-
-    setattr(cls, "__getstate__", __getstate__)  # noqa: B010 - mypy refuses assigning to a method
-    setattr(cls, "__setstate__", __setstate__)  # noqa: B010
+    setattr(cls, "__reduce__", __reduce__)  # noqa: B010 - mypy refuses assigning to a method
     return cls
 
 
