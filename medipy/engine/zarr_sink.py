@@ -26,6 +26,7 @@ from medipy.engine.arrays import CHUNK_BYTES, SHARD_BYTES, block_slices, read_bl
 from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue
 from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
+from medipy.engine.zarr_json import array_document, is_local_store, require_groups, write_array, write_group
 from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = ["COMPRESSIONS", "SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes",
@@ -183,13 +184,22 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
     if plan.samples > 1:
         inner = (shape[0], *inner[1:])
         outer = (shape[0], *outer[1:])
+    names = [a["name"] for a in _axes(plan)]
+    attributes = image_attributes(plan, source_root=source_root)
+    document = array_document(shape, np.dtype(plan.dtype), inner, outer, {
+        "cname": options.cname, "clevel": options.clevel, "shuffle": options.shuffle}, names)
+    if document is not None and is_local_store(root):  # the documents zarr-python writes, without its store
+        folder = require_groups(root, plan.path)
+        write_array(os.path.join(folder, "0"), document)
+        write_group(folder, attributes)
+        return
     group = zarr.open_group(store=root, mode="a").require_group(plan.path)
-    group.attrs.put(image_attributes(plan, source_root=source_root))
+    group.attrs.put(attributes)
     group.create_array(
         "0", shape=shape, dtype=np.dtype(plan.dtype), chunks=inner, shards=outer,
         compressors=[BloscCodec(cname=options.cname, clevel=options.clevel,  # type: ignore[arg-type]
                                 shuffle=options.shuffle)],  # type: ignore[arg-type] # checked by BloscCodec
-        fill_value=0, dimension_names=[a["name"] for a in _axes(plan)], overwrite=True,
+        fill_value=0, dimension_names=names, overwrite=True,
     )
 
 
@@ -243,8 +253,12 @@ def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, sou
     """Mark a stack complete (all shards written); slices that could not be read are listed, not hidden."""
     import zarr
 
-    group = zarr.open_group(store=root, mode="a")[plan.path]
     attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues)
+    folder = os.path.join(root, *plan.path.split("/"))
+    if is_local_store(folder):  # the group create_image made: its document rewritten whole
+        write_group(folder, attributes)
+        return
+    group = zarr.open_group(store=root, mode="a")[plan.path]
     group.attrs.put(attributes)
 
 
