@@ -104,8 +104,17 @@ def _node_type(folder: str) -> str | None:
     return document.get("node_type") if isinstance(document, dict) else None
 
 
-def require_groups(root: str, path: str) -> str:
+def require_groups(root: str, path: str, attributes: dict[str, Any] | None = None) -> str:
     """Make the groups of ``path`` (``/``-separated, relative to the group ``root``) that do not exist yet.
+
+    Parameters
+    ----------
+    root
+        The folder of a zarr group.
+    path
+        The groups below it.
+    attributes
+        When given, the last group's attributes (its document is written with them, new or not).
 
     Returns
     -------
@@ -118,14 +127,18 @@ def require_groups(root: str, path: str) -> str:
         A node on the way is an array, or not a zarr node at all (as zarr-python's ``require_group``).
     """
     folder = root
-    for part in path.split("/"):
+    parts = path.split("/")
+    for depth, part in enumerate(parts, start=1):
         folder = os.path.join(folder, part)
         kind = _node_type(folder)
+        if kind is not None and kind != "group":
+            raise FileExistsError(f"{folder} is a zarr {kind}, not a group")
         if kind is None:
             os.makedirs(folder, exist_ok=True)
+        if depth == len(parts) and attributes is not None:
+            write_group(folder, attributes)
+        elif kind is None:
             write_text_atomic(os.path.join(folder, ZARR_JSON), _dump(group_document()))
-        elif kind != "group":
-            raise FileExistsError(f"{folder} is a zarr {kind}, not a group")
     return folder
 
 

@@ -189,9 +189,8 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
     document = array_document(shape, np.dtype(plan.dtype), inner, outer, {
         "cname": options.cname, "clevel": options.clevel, "shuffle": options.shuffle}, names)
     if document is not None and is_local_store(root):  # the documents zarr-python writes, without its store
-        folder = require_groups(root, plan.path)
+        folder = require_groups(root, plan.path, attributes)
         write_array(os.path.join(folder, "0"), document)
-        write_group(folder, attributes)
         return
     group = zarr.open_group(store=root, mode="a").require_group(plan.path)
     group.attrs.put(attributes)

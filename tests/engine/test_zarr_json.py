@@ -40,11 +40,12 @@ def test_array_documents_are_zarr_pythons(tmp_path: Path, shape, dtype, chunks, 
     ours = tmp_path / "ours.zarr"
     zarr.open_group(store=str(ours), mode="w")
     assert is_local_store(str(ours))
-    folder = require_groups(str(ours), "a/b")
+    folder = require_groups(str(ours), "a/b", {"medipy": {"complete": True}})
     document = array_document(shape, np.dtype(dtype), chunks, shards,
                                {"cname": cname, "clevel": clevel, "shuffle": shuffle}, names)
     assert document is not None
     write_array(str(Path(folder) / "0"), document)
+    assert zarr.open_group(str(ours / "a/b"), mode="r").attrs["medipy"] == {"complete": True}
     write_group(folder, {"medipy": {"complete": False, "value": [1.5, None, "x"]}})
     for node in ("a", "a/b", "a/b/0"):
         theirs = (tmp_path / "zarr.zarr" / node / "zarr.json").read_text()
