@@ -1,13 +1,15 @@
 """Benchmark of the convert pipeline against plain references, on one synthetic export, in one run.
 
     python benchmarks/bench_convert.py [EXPORT] [--workers 2] [--repeat 3] [--rss-files 2000 20000]
+                                       [--many-series 1000]
 
 Times, on the same files (warm cache): ``cat`` of every file; a plain ``multiprocessing.Pool`` pydicom header
 scan (``dcmread(stop_before_pixels=True)`` + the attributes grouping needs) with 1 and N processes (their
 speed-up is what the hardware gives pure CPU work); the engine's scan (header records back in the client);
 the engine's full conversion to compressed OME-Zarr with 1 and N workers; and dcm2niix (PyPI ``dcm2niix``)
 with ``-z n``, ``-z i`` and its default ``-z y``. Prints a table and the ratios of issue 3, then the
-client's peak RSS for exports of small images with increasing file counts.
+client's peak RSS for exports of small images with increasing file counts, and the time to convert many
+small series (the cost per series: groups, arrays and metadata) against dcm2niix ``-z n`` on the same files.
 Without EXPORT, a ~1,900-file, ~0.7 GB export is generated in a temporary folder (benchmarks/make_export.py).
 Each step runs ``--repeat`` times and its best time is kept (dcm2niix ``-z i``/``-z y``, ~30 s each, run once):
 on a shared 2-core machine single timings vary by tens of percent, minima much less.
@@ -115,6 +117,8 @@ def main() -> int:
     parser.add_argument("export", nargs="?")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rss-files", type=int, nargs="*", default=[2000, 20000])
+    parser.add_argument("--many-series", type=int, default=1000,
+                        help="series of 10 small files for the per-series cost (0: skipped)")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each step (the best is kept)")
     args = parser.parse_args()
@@ -175,6 +179,15 @@ def main() -> int:
             rss = client_rss(small, os.path.join(work, f"small_{count}.zarr"), args.workers)
             print(f"client peak RSS, {count} files of 64x64: {rss:.0f} MB")
             shutil.rmtree(small, ignore_errors=True)
+        if args.many_series:
+            many = os.path.join(work, "many")
+            make_export(many, ct=0, mr=args.many_series, mr_slices=10, size="small")
+            engine = time_convert(many, os.path.join(work, "many.zarr"), args.workers)[0]
+            reference = time_dcm2niix(many, os.path.join(work, "many_nii"), "n")
+            print(f"{args.many_series} series of 10 files of 64x64: engine convert {engine:.2f} s "
+                  f"({engine / args.many_series * 1e3:.1f} ms per series), dcm2niix -z n {reference:.2f} s "
+                  f"(ratio {engine / reference:.2f})")
+            shutil.rmtree(many, ignore_errors=True)
         print(json.dumps({k: round(v, 3) for k, v in rows.items()}))
     finally:
         shutil.rmtree(work, ignore_errors=True)

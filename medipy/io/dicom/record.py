@@ -156,7 +156,7 @@ class _Header:
             value = self.values.get(tag)
             if value is not None:
                 return value
-        if isinstance(element, DataElement):  # already converted: skip Dataset.__getitem__'s checks
+        if type(element) is DataElement or isinstance(element, DataElement):  # converted: no __getitem__
             return element.value
         try:
             return self.ds[tag].value  # pydicom converts the raw element (and keeps it converted)
@@ -175,7 +175,7 @@ def _text(ds: _Header, keyword: str) -> str:
     value = ds.get(keyword)
     if value is None:
         return ""
-    if type(value) is str:
+    if isinstance(value, str):
         return value.strip()
     if _is_many(value):
         return "\\".join(str(v) for v in value)
@@ -184,6 +184,8 @@ def _text(ds: _Header, keyword: str) -> str:
 
 def _int(ds: _Header, keyword: str) -> int | None:
     value = ds.get(keyword)
+    if type(value) is int:  # US, UL... and plain IS values
+        return value
     if _is_many(value):
         value = value[0] if len(value) else None
     if value is None or isinstance(value, str) and not value:
@@ -196,6 +198,8 @@ def _int(ds: _Header, keyword: str) -> int | None:
 
 def _float(ds: _Header, keyword: str) -> float | None:
     value = ds.get(keyword)
+    if type(value) is float:  # FL, FD and plain DS values
+        return value if math.isfinite(value) else None
     if _is_many(value):
         value = value[0] if len(value) else None
     if value is None or isinstance(value, str) and not value:
@@ -219,11 +223,14 @@ def _floats(ds: _Header, keyword: str, n: int) -> tuple[float, ...] | None:
     if value is None or isinstance(value, str | bytes):
         return None
     try:
-        out = tuple(float(v) for v in value)
+        out = tuple([float(v) for v in value])
     except (TypeError, ValueError):
         return None
-    if len(out) != n or not all(math.isfinite(v) and abs(v) < 1e7 for v in out):
+    if len(out) != n:
         return None
+    for v in out:
+        if not abs(v) < 1e7:  # also false for NaN
+            return None
     return out
 
 
