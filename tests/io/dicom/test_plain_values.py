@@ -128,3 +128,26 @@ def test_records_from_plain_values_equal_pydicoms(testdata: Path) -> None:
             assert list(item.records) == expected, path.name
             compared += 1
     assert compared > 30, compared
+
+
+def test_read_leaves_plain_values_to_pydicom_and_gives_its_values(testdata: Path) -> None:
+    import medipy.io.dicom
+
+    files = [p for p in _files(testdata) if "charset" in p.parent.name or p.parent.name == "ct-3slice"]
+    compared = raw = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in files:
+            ours = medipy.io.dicom.read(path)
+            theirs = pydicom.dcmread(path, force=True)
+            raw += sum(isinstance(e, RawDataElement) for e in ours._dict.values())  # not converted by the check
+            for element in theirs:
+                if element.tag == 0x7FE00010:
+                    continue
+                mine = ours[element.tag]
+                assert mine.VR == element.VR, (path.name, element.tag)
+                assert mine.value == element.value, (path.name, element.tag)
+                assert type(mine.value) is type(element.value), (path.name, element.tag)
+                compared += 1
+    assert raw > 100, raw  # the check converted the others: values that could fail are still checked at read
+    assert compared > 500, compared
