@@ -32,7 +32,7 @@ _NAMES = {np.dtype(t): np.dtype(t).name for t in (
 
 
 def is_local_store(root: str) -> bool:
-    """True when ``root`` is a folder holding a zarr v3 group (what this module writes into)."""
+    """True when ``root`` is a local folder holding a zarr node document (a store this module writes into)."""
     return os.path.isfile(os.path.join(root, ZARR_JSON))
 
 
@@ -154,7 +154,9 @@ def write_group(folder: str, attributes: dict[str, Any]) -> None:
 def write_array(folder: str, document: dict[str, Any]) -> None:
     """Create the array at ``folder`` from its metadata (see :func:`array_document`); an array or group there
     before, and all its chunks, are removed first (as zarr-python's ``overwrite=True``)."""
-    if os.path.lexists(folder):
-        shutil.rmtree(folder) if os.path.isdir(folder) and not os.path.islink(folder) else os.remove(folder)
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        shutil.rmtree(folder)
+    elif os.path.lexists(folder):
+        os.remove(folder)
     os.makedirs(folder)
     write_text_atomic(os.path.join(folder, ZARR_JSON), _dump(document))
