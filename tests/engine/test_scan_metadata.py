@@ -81,3 +81,19 @@ def test_encodings_with_equal_values_give_equal_entries(testdata: Path, name: st
     assert isinstance(other, ScannedFile)
     assert dict(base.headers[0]) == dict(other.headers[0])  # same values, other bytes: nothing shared wrongly
     assert {t: json.loads(v) for t, v in other.headers[0]} == _expected(testdata / "pydicom/test_files" / name)
+
+
+def test_entries_equal_pydicom_over_the_whole_corpus_in_one_batch(testdata: Path) -> None:
+    """Every vendor, encoding and character set of the corpus in one batch: nothing shared across encodings."""
+    from medipy.engine.scan import list_files
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checked = 0
+        for item in scan_files(list_files(str(testdata))):
+            if not isinstance(item, ScannedFile) or item.records[0].frame is not None:
+                continue
+            ours = {tag: json.loads(text) for tag, text in item.headers[0]}
+            assert ours == _expected(Path(item.path)), item.path
+            checked += 1
+    assert checked > 500, checked
