@@ -139,6 +139,7 @@ _SKIPPED_TAGS = frozenset({0x00280008})  # Number of Frames: a property of the f
 # Specific Character Set; Image Type and Number of Frames, read from the dataset to find its frame layout
 # (medipy.io.dicom.frames): converted by pydicom (once per batch), never given as plain values
 _CONVERTED_TAGS = frozenset({0x00080005, 0x00080008, 0x00280008})
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # compact DICOM JSON, made once
 _MAX_ENTRY = 4096  # characters: longer text values are not metadata worth repeating per slice
 _MEMO_LIMIT = 65536  # elements remembered per batch (a batch of unusual files never grows without bound)
 
@@ -271,7 +272,7 @@ class ElementMemo:
         listed = value if type(value) is list else [value]
         if len(str(listed)) > _MAX_ENTRY:
             return raw, None, value
-        text = json.dumps({"vr": vr, "Value": listed}, separators=(",", ":"), ensure_ascii=False)
+        text = f'{{"vr":"{vr}","Value":{_JSON.encode(listed)}}}'  # as _entry's json.dumps writes it
         return raw, (f"{tag:08X}", text), value
 
     def entry(self, header, element) -> tuple[str, str] | None:
@@ -375,7 +376,7 @@ def _entry(header, element) -> tuple[str, str] | None:
         return None
     if len(str(entry.get("Value", ""))) > _MAX_ENTRY:
         return None
-    return f"{int(element.tag):08X}", json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+    return f"{int(element.tag):08X}", _JSON.encode(entry)
 
 
 def _raw_vr(raw) -> str | None:
