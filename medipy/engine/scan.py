@@ -272,7 +272,7 @@ class ElementMemo:
         listed = value if type(value) is list else [value]
         if len(str(listed)) > _MAX_ENTRY:
             return raw, None, value
-        text = f'{{"vr":"{vr}","Value":{_JSON.encode(listed)}}}'  # as _entry's json.dumps writes it
+        text = f'{{"vr":"{vr}","Value":{_JSON.encode(listed)}}}'  # as _entry writes it
         return raw, (f"{tag:08X}", text), value
 
     def entry(self, header, element) -> tuple[str, str] | None:

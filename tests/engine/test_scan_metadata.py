@@ -97,3 +97,15 @@ def test_entries_equal_pydicom_over_the_whole_corpus_in_one_batch(testdata: Path
             assert ours == _expected(Path(item.path)), item.path
             checked += 1
     assert checked > 500, checked
+
+
+def test_elements_without_a_keyword_are_left_out_as_pydicom_leaves_them(testdata: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(testdata / "pydicom/test_files/CT_small.dcm")
+    ds.add_new(0x00180061, "DS", "1.5")  # retired, in pydicom's dictionary without a keyword
+    path = tmp_path / "no_keyword.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    (item,) = scan_files([str(path)])
+    assert isinstance(item, ScannedFile)
+    ours = {tag: json.loads(text) for tag, text in item.headers[0]}
+    assert "00180061" not in ours
+    assert ours == _expected(path)

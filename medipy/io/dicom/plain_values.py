@@ -46,10 +46,10 @@ def plain_values_enabled() -> bool:
 
 
 def public_vr(tag: int, vr: str | None) -> str | None:
-    """The VR of a public element of pydicom's dictionary when ``vr`` (the explicit VR read, or None for
-    implicit VR) is that VR and it is one :func:`plain_value` decodes, else None."""
+    """The VR of a public element of pydicom's dictionary (with a keyword) when ``vr`` (the explicit VR read, or
+    None for implicit VR) is that VR and it is one :func:`plain_value` decodes, else None."""
     entry = DicomDictionary.get(tag)
-    if entry is None:
+    if entry is None or not entry[4]:  # unknown, or without a keyword (pydicom's JSON skips those)
         return None
     known = entry[0]
     if known not in PLAIN_VRS or vr is not None and vr != known:

@@ -111,6 +111,7 @@ def test_only_public_elements_of_their_dictionary_vr_are_plain() -> None:
     assert public_vr(0x00280010, None) is None  # US: binary
     assert public_vr(0x00091001, "LO") is None  # private
     assert public_vr(0x7FFF0010, "LO") is None  # not in the dictionary
+    assert public_vr(0x00180061, "DS") is None  # in the dictionary without a keyword: pydicom's JSON skips it
 
 
 def test_records_from_plain_values_equal_pydicoms(testdata: Path) -> None:
