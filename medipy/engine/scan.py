@@ -25,7 +25,7 @@ from typing import Any
 
 from medipy.errors import BrokenDicomError, DicomError, MedipyError, NotDicomError
 from medipy.io.dicom.keys import series_key
-from medipy.io.dicom.plain_values import plain_value, plain_values_enabled, public_vr
+from medipy.io.dicom.plain_values import plain_values_enabled, public_vr, raw_plain_value
 from medipy.io.dicom.record import SliceRecord, plain_state
 
 __all__ = [
@@ -259,10 +259,7 @@ class ElementMemo:
         group = tag >> 16
         if group & 1 or group in (0x0002, 0x7FE0) or tag in _CONVERTED_TAGS or raw.value is None:
             return None
-        vr = public_vr(tag, raw.VR)
-        if vr is None:
-            return None
-        value = plain_value(vr, raw.value)
+        value = raw_plain_value(tag, raw)
         if value is None:
             return None
         if values is not None:
@@ -272,7 +269,7 @@ class ElementMemo:
         listed = value if type(value) is list else [value]
         if len(str(listed)) > _MAX_ENTRY:
             return raw, None, value
-        text = f'{{"vr":"{vr}","Value":{_JSON.encode(listed)}}}'  # as _entry writes it
+        text = f'{{"vr":"{public_vr(tag, raw.VR)}","Value":{_JSON.encode(listed)}}}'  # as _entry writes it
         return raw, (f"{tag:08X}", text), value
 
     def entry(self, header, element) -> tuple[str, str] | None:

@@ -21,7 +21,7 @@ from typing import Any
 from pydicom import config
 from pydicom.datadict import DicomDictionary
 
-__all__ = ["plain_value", "plain_values_enabled", "public_vr"]
+__all__ = ["plain_value", "plain_values_enabled", "public_vr", "raw_plain_value"]
 
 # VR -> how pydicom splits and strips it (values.py: multi_string, convert_AE_string, convert_text,
 # convert_single_string, convert_DS_string, convert_IS_string, convert_UI)
@@ -108,3 +108,12 @@ def plain_value(vr: str, data: bytes) -> Any:
     if len(values) == 1:
         return values[0] or None  # an empty value: pydicom's own empty value
     return values
+
+
+def raw_plain_value(tag: int, raw: Any) -> Any:
+    """The plain value of a loaded raw element (pydicom's ``RawDataElement``) of tag ``tag``, or None when
+    :func:`public_vr` or :func:`plain_value` leaves it to pydicom (deferred and empty values included)."""
+    if not raw.value:
+        return None
+    vr = public_vr(tag, raw.VR)
+    return None if vr is None else plain_value(vr, raw.value)

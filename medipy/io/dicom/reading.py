@@ -28,7 +28,7 @@ from pydicom.valuerep import VR
 
 from medipy.errors import BrokenDicomError, MedipyError, NotDicomError
 from medipy.io.dicom.dataset import DataSet
-from medipy.io.dicom.plain_values import plain_value, plain_values_enabled, public_vr
+from medipy.io.dicom.plain_values import plain_values_enabled, raw_plain_value
 
 __all__ = ["MAX_INFLATED_BYTES", "parse_file", "read"]
 
@@ -413,10 +413,7 @@ def _decodes_plainly(raw: RawDataElement) -> bool:
     """True for a public element whose value :func:`~medipy.io.dicom.plain_values.plain_value` decodes (as
     pydicom would, without any possible error); Specific Character Set excepted (checked at once)."""
     tag = int(raw.tag)
-    if tag == 0x00080005 or tag >> 16 & 1 or not raw.value:
-        return False
-    vr = public_vr(tag, raw.VR)
-    return vr is not None and plain_value(vr, raw.value) is not None
+    return tag != 0x00080005 and raw_plain_value(tag, raw) is not None
 
 
 def _check_raw(raw: RawDataElement, name: str, size: int | None) -> int | None:
