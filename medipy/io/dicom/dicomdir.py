@@ -227,6 +227,15 @@ def _normalised(name: str) -> str:
     return (stem if version.isdigit() else name).rstrip(".").casefold()
 
 
+def _resolve_existing(path: Path) -> Path:
+    """``path`` resolved strictly (a symbolic link loop raises, which a lenient resolve hides from Python
+    3.13 on); a path that does not exist is resolved leniently, to be reported as missing."""
+    try:
+        return path.resolve(strict=True)
+    except FileNotFoundError:
+        return path.resolve()
+
+
 def resolve_referenced_file(dicomdir_path: str | os.PathLike[str], file_id: str | Sequence[str]) -> Path:
     """The file a Referenced File ID (0004,1500) designates, under the DICOMDIR's folder.
 
@@ -277,8 +286,8 @@ def resolve_referenced_file(dicomdir_path: str | os.PathLike[str], file_id: str 
         current = candidate
     try:
         root = folder.resolve()
-        target = current.resolve()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop (Python < 3.13)
+        target = _resolve_existing(current)
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop: OSError (ELOOP), RuntimeError before 3.13
         raise UnsafePathError(
             f"Referenced File ID {file_id!r} designates {current}, which cannot be resolved ({exc}; a symbolic "
             "link loop?); refusing to read it", label) from exc
