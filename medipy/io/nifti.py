@@ -188,7 +188,8 @@ def to_nifti(
     ------
     ExportError
         When the array is not 3D or 4D (volumes first), or when bval/bvec are asked for an image without
-        diffusion encoding.
+        diffusion encoding, or whose gradient directions are not known in patient coordinates (GE records
+        them along its frequency, phase and slice axes; see :mod:`medipy.io.dicom.diffusion`).
 
     Examples
     --------
@@ -204,6 +205,11 @@ def to_nifti(
     diffusion = image.metadata.get("diffusion")
     if bval_bvec and diffusion is None:
         raise ExportError(f"{target}: bval/bvec asked for an image without diffusion b-values")
+    if bval_bvec and diffusion is not None and diffusion.get("bvecs_lps") is None:
+        raise ExportError(
+            f"{target}: bval/bvec asked, but the gradient directions are GE's, along its frequency, phase and "
+            "slice axes, which DICOM does not relate to the patient: medipy does not guess their polarity "
+            "(metadata['diffusion']['bvecs_logical'] holds them); write without bval_bvec")
     data = np.asarray(image.data)
     _volumes(image)  # refuses colour and other layouts
     data = data.T  # (z, y, x) -> (x, y, z); (t, z, y, x) -> (x, y, z, t)

@@ -55,6 +55,8 @@ def stack_key(record: SliceRecord) -> str:
     """Everything but orientation and position that slices of one stack share, as one plain string."""
     spacing = "-" if record.pixel_spacing is None else ",".join(_fmt(v, 4) for v in record.pixel_spacing)
     gradient = "-" if record.gradient is None else ",".join(_fmt(v, 3) for v in record.gradient)
+    if record.gradient_logical is not None:  # GE: another frame, never equal to an LPS direction
+        gradient = "logical:" + ",".join(_fmt(v, 3) for v in record.gradient_logical)
     parts = (
         f"{record.rows}x{record.columns}x{record.samples_per_pixel}",
         spacing,

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from medipy.errors import BrokenDicomError
-from medipy.io.dicom.diffusion import diffusion_of
+from medipy.io.dicom.diffusion import DiffusionEncoding, diffusion_of
 from medipy.io.dicom.frames import frame_headers, frame_layout
 
 __all__ = ["SliceRecord", "dataset_records", "record_from_frame"]
@@ -35,7 +35,9 @@ class SliceRecord:
     Attributes are those of PS3.3 with the same names in snake case; ``None`` where absent or invalid.
     ``frame`` is the index of the frame (multi-frame objects) or tile (mosaics) in the file, ``None`` for a
     single-frame image. ``pixel_offset``/``pixel_length`` locate native (uncompressed, not deflated) Pixel
-    Data in the file, so that pixels can be read without parsing the header again.
+    Data in the file, so that pixels can be read without parsing the header again. ``gradient`` is a unit
+    diffusion direction in patient coordinates (LPS); ``gradient_logical`` one in GE's (frequency, phase,
+    slice) frame, which DICOM does not relate to the patient (see :mod:`medipy.io.dicom.diffusion`).
     """
 
     path: str | None = None
@@ -73,6 +75,7 @@ class SliceRecord:
     frame_type: str = ""
     b_value: float | None = None
     gradient: tuple[float, float, float] | None = None
+    gradient_logical: tuple[float, float, float] | None = None
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     transfer_syntax: str = ""
@@ -254,11 +257,14 @@ def _rescale_value(ds: _Header, keyword: str, path: str | None) -> float | None:
     return out
 
 
-def _diffusion(ds: _Header) -> tuple[float | None, tuple[float, float, float] | None]:
-    """:func:`diffusion_of`, skipped (None, None) for headers without any element it reads."""
+_NO_DIFFUSION = DiffusionEncoding(None, None, None)
+
+
+def _diffusion(ds: _Header) -> DiffusionEncoding:
+    """:func:`diffusion_of`, skipped for headers without any element it reads."""
     if "DiffusionBValue" in ds or any(tag >> 16 in _DIFFUSION_GROUPS for tag in ds.elements):
         return diffusion_of(ds.ds)
-    return None, None
+    return _NO_DIFFUSION
 
 
 def _orientation(ds: _Header) -> tuple[float, float, float, float, float, float] | None:
@@ -315,7 +321,7 @@ def record_from_frame(
     if slope is None and "DoseGridScaling" in header:  # RT Dose: stored value x Dose Grid Scaling = dose (Gy)
         slope = _rescale_value(header, "DoseGridScaling", path)
     intercept = _rescale_value(header, "RescaleIntercept", path)
-    b_value, gradient = _diffusion(header)
+    b_value, gradient, gradient_logical = _diffusion(header)
     frame_type = _text(header, "FrameType") or _text(header, "ImageType")
     return SliceRecord(
         path=path,
@@ -357,6 +363,7 @@ def record_from_frame(
         frame_type=frame_type,
         b_value=b_value,
         gradient=gradient,
+        gradient_logical=gradient_logical,
         rescale_slope=1.0 if slope is None or slope == 0 else slope,
         rescale_intercept=0.0 if intercept is None else intercept,
         transfer_syntax=transfer_syntax,

@@ -8,7 +8,9 @@ image types (magnitude, phase, field map) stay separate images, as dcm2niix writ
 unless ``combine_echoes`` is set.
 
 The diffusion encoding of each volume (b-value, unit gradient direction in LPS and in image coordinates)
-is kept in ``metadata["diffusion"]``; :func:`diffusion_table` returns it as arrays.
+is kept in ``metadata["diffusion"]``; :func:`diffusion_table` returns it as arrays. GE gradient directions
+are in GE's (frequency, phase, slice) frame, which DICOM does not relate to the patient: they are kept as
+``bvecs_logical`` and the LPS and image directions are then unknown (None), never guessed.
 """
 
 from __future__ import annotations
@@ -46,14 +48,18 @@ class DiffusionTable:
         (n,) b-values in s/mm2 (0 where a volume has none).
     bvecs_lps
         (n, 3) unit gradient directions in patient coordinates (DICOM LPS, x, y, z order); zeros for b = 0.
+        None when a diffusion-weighted volume has no direction in patient coordinates (GE).
     bvecs_image
         (n, 3) the same directions in image coordinates: components along the index axes (z, y, x) of the
-        image (its ``direction`` columns), in numpy order like every medipy vector.
+        image (its ``direction`` columns), in numpy order like every medipy vector; None with ``bvecs_lps``.
+    bvecs_logical
+        (n, 3) GE's directions as recorded, along its (frequency, phase, slice) axes; None for other vendors.
     """
 
     bvals: np.ndarray
-    bvecs_lps: np.ndarray
-    bvecs_image: np.ndarray
+    bvecs_lps: np.ndarray | None
+    bvecs_image: np.ndarray | None
+    bvecs_logical: np.ndarray | None = None
 
 
 def _volume_info(record: SliceRecord) -> dict[str, Any]:
@@ -66,6 +72,7 @@ def _volume_info(record: SliceRecord) -> dict[str, Any]:
         "echo_time": record.echo_time,
         "b_value": record.b_value,
         "gradient_lps": None if record.gradient is None else list(record.gradient),
+        "gradient_logical": None if record.gradient_logical is None else list(record.gradient_logical),
     }
 
 
@@ -90,13 +97,20 @@ def _per_volume(metadata: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def _diffusion_metadata(volumes: Sequence[dict[str, Any]], direction: np.ndarray) -> dict[str, Any] | None:
-    if all(not v["b_value"] and v["gradient_lps"] is None for v in volumes):
+    if all(not v["b_value"] and v["gradient_lps"] is None and v["gradient_logical"] is None for v in volumes):
         return None  # no diffusion weighting anywhere (e.g. GE fMRI carries b = 0 in its private tags)
     bvals = [0.0 if v["b_value"] is None else float(v["b_value"]) for v in volumes]
+    out: dict[str, Any] = {"bvals": bvals}
+    if any(v["gradient_logical"] is not None for v in volumes):  # GE: not related to the patient in DICOM
+        out["bvecs_lps"] = out["bvecs_image"] = None
+        out["bvecs_logical"] = [[0.0, 0.0, 0.0] if v["gradient_logical"] is None else list(v["gradient_logical"])
+                                for v in volumes]
+        return out
     lps = [[0.0, 0.0, 0.0] if v["gradient_lps"] is None else list(v["gradient_lps"]) for v in volumes]
     # image coordinates: components along the index axes (z, y, x); world vectors are (z, y, x) in medipy
-    image_coords = [(direction.T @ np.asarray(g[::-1], float)).tolist() for g in lps]
-    return {"bvals": bvals, "bvecs_lps": lps, "bvecs_image": image_coords}
+    out["bvecs_lps"] = lps
+    out["bvecs_image"] = [(direction.T @ np.asarray(g[::-1], float)).tolist() for g in lps]
+    return out
 
 
 def image4d(stacks: Sequence[Sequence[Dataset]]) -> Image:
@@ -221,8 +235,10 @@ def diffusion_table(image_4d: Image) -> DiffusionTable | None:
     diffusion = image_4d.metadata.get("diffusion")
     if diffusion is None:
         return None
-    return DiffusionTable(
-        bvals=np.asarray(diffusion["bvals"], float),
-        bvecs_lps=np.asarray(diffusion["bvecs_lps"], float).reshape(-1, 3),
-        bvecs_image=np.asarray(diffusion["bvecs_image"], float).reshape(-1, 3),
-    )
+
+    def vectors(key: str) -> np.ndarray | None:
+        values = diffusion.get(key)
+        return None if values is None else np.asarray(values, float).reshape(-1, 3)
+
+    return DiffusionTable(bvals=np.asarray(diffusion["bvals"], float), bvecs_lps=vectors("bvecs_lps"),
+                          bvecs_image=vectors("bvecs_image"), bvecs_logical=vectors("bvecs_logical"))

@@ -58,5 +58,5 @@ def group_volumes(stacks: Sequence[Sequence[SliceRecord]]) -> list[list[int]]:
 def volume_axis(stacks: Sequence[Sequence[SliceRecord]]) -> str:
     """The meaning of the 4th axis of a group of volumes: ``"channel"`` when the volumes differ by diffusion
     encoding (b-value or gradient), else ``"time"``."""
-    encodings = {(s[0].b_value, s[0].gradient) for s in stacks if s}
+    encodings = {(s[0].b_value, s[0].gradient, s[0].gradient_logical) for s in stacks if s}
     return "channel" if len(encodings) > 1 else "time"
