@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from medipy.engine.checkpoint import write_state
+from medipy.engine.checkpoint import mark_done
 from medipy.engine.cluster import Runner
 from medipy.engine.conversion import write_stacks
 from medipy.engine.plan import StackPlan
@@ -145,7 +145,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
         report = _report(config, planned, found, resumed, start, timings)
         write_json(report, root)
         write_html(report, root, thumbs)
-        write_state(root, fingerprint(config, sink), "done")
+        mark_done(root, fingerprint(config, sink))
     return report
 
 

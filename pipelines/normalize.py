@@ -25,7 +25,7 @@ import shutil
 import time
 from typing import Any
 
-from medipy.engine.checkpoint import write_state, write_text_atomic
+from medipy.engine.checkpoint import mark_done, write_text_atomic
 from medipy.engine.cluster import Runner
 from medipy.engine.naming import NamingPolicy
 from medipy.engine.progress import map_unordered
@@ -172,7 +172,7 @@ def run(config: RunConfig, *, runner: Runner | None = None) -> RunReport:
         report = _report(config, planned, written, start, timings)
         write_json(report, out)
         write_html(report, out, {})
-        write_state(out, fingerprint(config), "done")
+        mark_done(out, fingerprint(config))
     return report
 
 

@@ -17,14 +17,15 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from medipy.errors import ConfigError, OutputLockedError
 
-__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "read_state", "remove_leftovers", "write_state",
-           "write_text_atomic"]
+__all__ = ["LOCK_NAME", "STATE_NAME", "OutputLock", "differences", "mark_done", "read_state", "remove_leftovers",
+           "write_state", "write_text_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +145,10 @@ def read_state(output: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a UTF-8 text file whole or not at all: into ``<path>.<pid>.tmp``, then renamed over ``path``
-    (a ``.tmp`` left by a killed process is removed by :func:`remove_leftovers`)."""
-    partial = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    """Write a UTF-8 text file whole or not at all: into ``<path>.<pid>.<thread>.tmp``, then renamed over
+    ``path`` (a ``.tmp`` left by a killed process is removed by :func:`remove_leftovers`). Processes and
+    threads writing the same file at once each write their own temporary file; the last rename wins."""
+    partial = f"{os.fspath(path)}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(partial, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(partial, path)
@@ -158,6 +160,13 @@ def write_state(output: str | os.PathLike[str], fingerprint: dict[str, Any], sta
                       json.dumps({"fingerprint": fingerprint, "state": state}, indent=1, sort_keys=True))
 
 
+def mark_done(output: str | os.PathLike[str], fingerprint: dict[str, Any]) -> None:
+    """Record a finished run: the temporary files of workers killed during it (their tasks were run again
+    elsewhere) are deleted first (:func:`remove_leftovers`), then the state is set to ``done``."""
+    remove_leftovers(output)
+    write_state(output, fingerprint, "done")
+
+
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys whose values differ between two fingerprints."""
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -166,7 +175,8 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def remove_leftovers(output: str | os.PathLike[str]) -> int:
     """Delete the temporary files an interrupted run left in ``output`` (call it holding the lock).
 
-    These are the half-written files of atomic writes: ``<name>.<pid>.tmp`` (run state, reports) and zarr's
+    These are the half-written files of atomic writes: ``<name>.<pid>.<thread>.tmp`` (run state, reports,
+    zarr documents written by medipy) and zarr's
     ``<name>.<uuid>.partial``; the files they were to replace are untouched.
 
     Parameters

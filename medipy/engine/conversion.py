@@ -10,10 +10,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
@@ -23,14 +22,16 @@ from medipy.engine.shuffle import plan_files
 from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
+    StackBatch,
     WriteJob,
     create_image,
     finish_image,
     shard_count,
+    stack_bytes,
     stack_summary,
+    write_item,
     write_jobs,
     write_root,
-    write_shard,
 )
 
 __all__ = ["ConvertOptions", "ConvertReport", "convert", "plan_export", "write_stacks"]
@@ -102,44 +103,85 @@ def plan_export(paths: list[str], runner: Runner, options: ConvertOptions | None
     return plan_files(paths, runner, options=options.scan, four_d=options.four_d)
 
 
-class _StackJobs(Sequence[WriteJob]):
-    """The write jobs of stacks in order, made one stack at a time when asked for (in order, as
-    :func:`~medipy.engine.progress.map_unordered` submits them): a stack's image group is created and its
-    slices unpacked when its first shard is submitted, while the workers write the shards of the stacks
-    before it (no phase where the workers wait for every group to be created), not for the whole export
-    at once."""
+#: A stack of at most this many bytes is written whole by one task, with its neighbours up to this many bytes
+#: (or :data:`BATCH_STACKS` stacks, or fewer so that every worker gets several batches) in all: below a few
+#: MB, a stack costs more in file-system calls (groups, documents) and task overhead than in pixels, and those
+#: are made by the workers in parallel.
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_STACKS = 64
 
-    def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions,
-                 prepare: Callable[[StackPlan], None]) -> None:
-        self._root, self._sink, self._prepare = root, sink, prepare
-        self.owner: list[StackPlan] = []
-        self._start: list[int] = []
-        for plan in stacks:
-            count = shard_count(plan, sink)
-            self._start.extend([len(self.owner)] * count)
-            self.owner.extend([plan] * count)
+
+class _Shard(NamedTuple):
+    """A write item: one shard of a larger stack, whose first shard is item ``first``."""
+
+    plan: StackPlan
+    first: int
+
+
+class _WriteItems(Sequence[WriteJob | StackBatch]):
+    """The write tasks of stacks in order: batches of whole small stacks (see :data:`BATCH_BYTES`), and one
+    shard of a larger stack each.
+
+    A larger stack's image group is created by the client and its slices unpacked when its first shard is
+    asked for (in order, as :func:`~medipy.engine.progress.map_unordered` submits them), while the workers
+    write the tasks before it (no phase where the workers wait for every group to be created), not for the
+    whole export at once.
+    """
+
+    def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions, source_root: str | None,
+                 workers: int = 1) -> None:
+        self._root, self._sink, self._source_root = root, sink, source_root
+        self.owner: list[tuple[StackPlan, ...] | _Shard] = []  # per item: the plans of a batch, or a shard
+        sizes = [stack_bytes(plan) for plan in stacks]
+        small = sum(n <= BATCH_BYTES for n in sizes)
+        most = max(1, min(BATCH_STACKS, -(-small // (4 * max(1, workers)))))  # >= 4 batches per worker
+        batch: list[StackPlan] = []
+        size = 0
+
+        def close() -> None:
+            nonlocal size
+            if batch:
+                self.owner.append(tuple(batch))
+                batch.clear()
+                size = 0
+
+        for plan, nbytes in zip(stacks, sizes, strict=True):
+            if nbytes <= BATCH_BYTES:
+                if size + nbytes > BATCH_BYTES or len(batch) == most:
+                    close()
+                batch.append(plan)
+                size += nbytes
+                continue
+            close()
+            first = len(self.owner)
+            self.owner.extend([_Shard(plan, first)] * shard_count(plan, sink))
+        close()
         self._cached: tuple[int, list[WriteJob]] = (-1, [])
 
     def __len__(self) -> int:
         return len(self.owner)
 
     def __getitem__(self, index):  # type: ignore[override]
-        start = self._start[index]
-        if self._cached[0] != start:
-            plan = self.owner[index]
-            self._prepare(plan)
-            self._cached = (start, write_jobs(self._root, plan, self._sink))
-        return self._cached[1][index - start]
+        owner = self.owner[index]
+        if not isinstance(owner, _Shard):
+            return StackBatch(self._root, owner, self._sink, self._source_root)
+        plan, first = owner
+        if self._cached[0] != first:
+            create_image(self._root, plan, self._sink, source_root=self._source_root)
+            self._cached = (first, write_jobs(self._root, plan, self._sink))
+        return self._cached[1][index - first]
 
 
 def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,
                  source_root: str | None = None, progress: bool = False) -> dict[str, list[FileIssue]]:
     """Write stacks into the store ``root``: their image groups, their shards, then their ``complete`` flag.
 
-    A stack's group is created by the client just before its first shard is submitted (the workers write the
-    shards of the stacks before it meanwhile); the shards are written one task each (at most a few per worker
-    in flight, so that the client holds no graph of the whole export); a stack is marked complete by the
-    client as soon as its last shard is written (an interrupted run keeps every stack finished so far).
+    Small stacks (up to :data:`BATCH_BYTES`) are written whole by the workers, several per task (group,
+    shards, then ``complete``). A larger stack's group is created by the client just before its first shard
+    is submitted (the workers write the tasks before it meanwhile); its shards are written one task each (at
+    most a few per worker in flight, so that the client holds no graph of the whole export); it is marked
+    complete by the client as soon as its last shard is written. An interrupted run keeps every stack
+    finished so far.
 
     Parameters
     ----------
@@ -161,13 +203,17 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
     dict
         The slices that could not be read, per stack path (relative to ``source_root``, sorted).
     """
-    jobs = _StackJobs(root, stacks, sink, partial(create_image, root, options=sink, source_root=source_root))
-    owner = jobs.owner
-    remaining = Counter(plan.path for plan in owner)
+    items = _WriteItems(root, stacks, sink, source_root, runner.workers)
+    remaining = Counter(owner.plan.path for owner in items.owner if isinstance(owner, _Shard))
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
-    for index, issues in map_unordered(runner, write_shard, jobs, desc="write", enabled=progress):
-        plan = owner[index]
-        found[plan.path].extend(i.relative_to(source_root) for i in issues)
+    for index, result in map_unordered(runner, write_item, items, desc="write", enabled=progress):
+        owner = items.owner[index]
+        if not isinstance(owner, _Shard):  # a batch: written and finished by its worker
+            for plan, issues in zip(owner, result, strict=True):
+                found[plan.path] = issues
+            continue
+        plan = owner.plan
+        found[plan.path].extend(i.relative_to(source_root) for i in result)
         remaining[plan.path] -= 1
         if remaining[plan.path] == 0:
             found[plan.path].sort(key=lambda i: (i.path, i.kind))

@@ -29,8 +29,9 @@ from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.engine.zarr_json import array_document, is_local_store, require_groups, write_array, write_group
 from medipy.io.dicom.record import SliceRecord, plain_state
 
-__all__ = ["COMPRESSIONS", "SinkOptions", "WriteJob", "create_image", "finish_image", "image_attributes",
-           "medipy_attributes", "shard_count", "stack_summary", "write_jobs", "write_root", "write_shard"]
+__all__ = ["COMPRESSIONS", "SinkOptions", "StackBatch", "WriteJob", "create_image", "finish_image",
+           "image_attributes", "medipy_attributes", "shard_count", "stack_bytes", "stack_summary", "write_batch",
+           "write_item", "write_jobs", "write_root", "write_shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,8 +172,13 @@ def _stored_shape(plan: StackPlan) -> tuple[int, ...]:
     return shape
 
 
-def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_root: str | None = None) -> None:
-    """Create the image group of a stack and its empty array (metadata only; ``complete`` false)."""
+def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_root: str | None = None,
+                 describe: bool = True) -> None:
+    """Create the image group of a stack and its empty array (metadata only; ``complete`` false).
+
+    With ``describe`` false, a new image group gets no attributes yet (they are written whole by
+    :func:`finish_image`; until then the group is not an image a reader would take for complete).
+    """
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -185,7 +191,7 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
         inner = (shape[0], *inner[1:])
         outer = (shape[0], *outer[1:])
     names = [a["name"] for a in _axes(plan)]
-    attributes = image_attributes(plan, source_root=source_root)
+    attributes = image_attributes(plan, source_root=source_root) if describe else None
     document = array_document(shape, np.dtype(plan.dtype), inner, outer, {
         "cname": options.cname, "clevel": options.clevel, "shuffle": options.shuffle}, names)
     if document is not None and is_local_store(root):  # the documents zarr-python writes, without its store
@@ -193,7 +199,8 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
         write_array(os.path.join(folder, "0"), document)
         return
     group = zarr.open_group(store=root, mode="a").require_group(plan.path)
-    group.attrs.put(attributes)
+    if attributes is not None:
+        group.attrs.put(attributes)
     group.create_array(
         "0", shape=shape, dtype=np.dtype(plan.dtype), chunks=inner, shards=outer,
         compressors=[BloscCodec(cname=options.cname, clevel=options.clevel,  # type: ignore[arg-type]
@@ -245,6 +252,47 @@ def write_shard(job: WriteJob) -> list[FileIssue]:
         array = zarr.open_array(store=job.array_path, mode="r+")
         array[job.region] = values
     return issues
+
+
+@dataclass(frozen=True)
+class StackBatch:
+    """Whole stacks written by one task: small stacks cost more in file-system calls and task overhead
+    than in pixels, so that one worker creates, writes and finishes several of them in a row."""
+
+    root: str
+    plans: tuple[StackPlan, ...]
+    options: SinkOptions
+    source_root: str | None = None
+
+
+def write_batch(batch: StackBatch) -> list[list[FileIssue]]:
+    """Write whole stacks (the task run by workers): image group, every shard, then ``complete``.
+
+    Returns
+    -------
+    list of list of FileIssue
+        The slices of each stack that could not be read (relative to ``batch.source_root``, sorted).
+    """
+    out: list[list[FileIssue]] = []
+    for plan in batch.plans:
+        create_image(batch.root, plan, batch.options, source_root=batch.source_root, describe=False)
+        issues: list[FileIssue] = []
+        for job in write_jobs(batch.root, plan, batch.options):
+            issues.extend(i.relative_to(batch.source_root) for i in write_shard(job))
+        issues.sort(key=lambda i: (i.path, i.kind))
+        finish_image(batch.root, plan, issues, source_root=batch.source_root)
+        out.append(issues)
+    return out
+
+
+def write_item(item: WriteJob | StackBatch) -> list[FileIssue] | list[list[FileIssue]]:
+    """:func:`write_shard` of a shard, :func:`write_batch` of a batch of whole stacks."""
+    return write_batch(item) if isinstance(item, StackBatch) else write_shard(item)
+
+
+def stack_bytes(plan: StackPlan) -> int:
+    """The bytes of a stack's array."""
+    return int(np.prod(plan.shape)) * np.dtype(plan.dtype).itemsize
 
 
 def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, source_root: str | None = None

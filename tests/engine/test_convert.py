@@ -232,3 +232,31 @@ def test_ome_zarr_reader_reports_axes_and_scale(corpus_sync) -> None:
         scale = node.metadata["coordinateTransformations"][0][0]["scale"]
         assert scale[-3:] == pytest.approx(attrs["medipy"]["spacing"])
         assert tuple(node.data[0].shape) == data.shape
+
+
+def test_stacks_written_shard_by_shard_equal_stacks_written_whole(corpus_sync, testdata, tmp_path, convert_corpus,
+                                                                  monkeypatch) -> None:
+    """Small stacks are written whole by one worker task (group, shards, completion) and larger ones shard by
+    shard with the client creating and completing them: both give the same store."""
+    import medipy.engine.conversion as engine
+    from medipy.engine import zarr_sink
+
+    kinds: list[str] = []
+    original = zarr_sink.write_item
+
+    def counted(item):
+        kinds.append(type(item).__name__)
+        return original(item)
+
+    monkeypatch.setattr(engine, "write_item", counted)
+    convert_corpus(testdata, tmp_path / "batched.zarr", ClusterOptions("synchronous"))
+    batched = kinds.count("StackBatch")
+    assert 1 < batched < len(_root(corpus_sync[1])["stacks"])  # the corpus' stacks are small: batches of them
+    kinds.clear()
+    monkeypatch.setattr(engine, "BATCH_BYTES", 0)  # no stack is small: every one through the shard path
+    out = tmp_path / "corpus.zarr"
+    convert_corpus(testdata, out, ClusterOptions("synchronous"))
+    assert set(kinds) == {"WriteJob"}
+    assert len(kinds) >= len(_root(out)["stacks"])
+    _assert_same_store(corpus_sync[1], out)
+    _assert_same_store(corpus_sync[1], tmp_path / "batched.zarr")

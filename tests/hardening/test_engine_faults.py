@@ -10,8 +10,8 @@
 - a read-only output and a full disk: exit code 3 with a clear message, nothing marked complete that is not.
 
 Temporary files the engine makes in an output (and that must not outlive a run): ``.medipy.lock`` (the run's
-lock), ``*.<pid>.tmp`` (``report.json``, ``report.html`` and ``.medipy-run.json`` written atomically) and zarr's
-``*.<uuid>.partial`` (every zarr file is written atomically by zarr's LocalStore).
+lock), ``*.<pid>.<thread>.tmp`` (``report.json``, ``report.html``, ``.medipy-run.json`` and the zarr documents
+medipy writes, atomically) and ``*.<uuid>.partial`` (shards, and files written by zarr's LocalStore).
 """
 
 from __future__ import annotations
@@ -282,6 +282,36 @@ def test_walk_follows_links_out_only_when_asked(tmp_path):
     assert [Path(i.path).name for i in followed.issues] == ["self"]  # loops are never followed
 
 
+def test_files_left_by_a_killed_worker_are_removed_when_the_run_finishes(tmp_path, monkeypatch, assert_same_store):
+    """A worker killed while writing leaves its temporary files (its task is run again elsewhere): the run
+    deletes them before it says it is done."""
+    import medipy.engine.conversion as engine
+
+    export = synthetic_export(tmp_path / "export", series=6, slices=4, size=32)
+    reference = tmp_path / "clean.zarr"
+    assert run_cli(["convert", str(export), str(reference), "--scheduler", "synchronous", "-q"]) == EXIT_OK
+    out = tmp_path / "out.zarr"
+    original = engine.map_unordered
+    strays: list[Path] = []
+
+    def leave_strays(runner, func, items, **kwargs):
+        for result in original(runner, func, items, **kwargs):
+            if kwargs.get("desc") == "write" and not strays:  # as a worker killed mid-write leaves them
+                array = next(out.glob("series-*/stack-*/0"))
+                strays.extend([array / "zarr.json.4242.139872.tmp", array / "c" / f"0.{'ab' * 16}.partial"])
+                for stray in strays:
+                    stray.parent.mkdir(exist_ok=True)
+                    stray.write_bytes(b"half")
+            yield result
+
+    monkeypatch.setattr(engine, "map_unordered", leave_strays)
+    assert run_cli(["convert", str(export), str(out), "--scheduler", "synchronous", "-q"]) == EXIT_OK
+    assert len(strays) == 2
+    assert not leftovers(out)
+    assert json.loads((out / ".medipy-run.json").read_text())["state"] == "done"
+    assert_same_store(out, reference)
+
+
 # -------------------------------------------------------------------------------- distributed worker kill
 
 @pytest.fixture(scope="module")
@@ -294,7 +324,7 @@ def nanny_cluster(tmp_path_factory, start_dask_cluster) -> Iterator[str]:
 def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, assert_same_store):
     from distributed import Client
 
-    import medipy.engine.conversion as engine  # where write_stacks marks a stack complete
+    import medipy.engine.conversion as engine  # where write_stacks gets the results of its write tasks
 
     export = synthetic_export(tmp_path / "export", series=24, slices=12, size=64)
     reference = tmp_path / "clean.zarr"
@@ -304,15 +334,17 @@ def test_worker_killed_mid_conversion(nanny_cluster, tmp_path, monkeypatch, asse
         pids = client.run(os.getpid)
         victim_address, victim = sorted(pids.items())[0]
         killed: list[int] = []
-        original = engine.finish_image
+        original = engine.map_unordered
 
-        def finish_and_kill(*args, **kwargs):
-            if not killed:  # the first stack is complete: the other shards are queued or running
-                os.kill(victim, signal.SIGKILL)
-                killed.append(victim)
-            return original(*args, **kwargs)
+        def kill_after_first_write(runner, func, items, **kwargs):
+            for result in original(runner, func, items, **kwargs):
+                if kwargs.get("desc") == "write" and not killed:  # the other write tasks are queued or running
+                    assert len(items) > 4
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
+                yield result
 
-        monkeypatch.setattr(engine, "finish_image", finish_and_kill)
+        monkeypatch.setattr(engine, "map_unordered", kill_after_first_write)
         out = tmp_path / "killed.zarr"
         code = run_cli(["convert", str(export), str(out), "--scheduler", nanny_cluster, "-q"])
         assert killed == [victim]
