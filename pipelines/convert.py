@@ -24,7 +24,7 @@ from medipy.engine.plan import StackPlan
 from medipy.engine.progress import map_unordered
 from medipy.engine.report import RunReport, write_html, write_json
 from medipy.engine.scan import FileIssue
-from medipy.engine.thumbnails import stack_thumbnail
+from medipy.engine.thumbnails import stack_thumbnails
 from medipy.engine.zarr_sink import (
     FORMAT_VERSION,
     SinkOptions,
@@ -38,6 +38,8 @@ from medipy.pipelines.runfile import EXAMPLE, RunConfig
 __all__ = ["fingerprint", "run"]
 
 logger = logging.getLogger(__name__)
+
+THUMBNAILS_PER_TASK = 32
 
 
 def fingerprint(config: RunConfig, sink: SinkOptions) -> dict[str, Any]:
@@ -71,21 +73,31 @@ def _complete(root: str, stacks: list[StackPlan]) -> set[str]:
     return done
 
 
-def _write(root: str, planned: Planned, runner: Runner, sink: SinkOptions, progress: bool
-           ) -> tuple[dict[str, list[FileIssue]], int]:
-    """Write every stack not yet complete; returns the unreadable slices of each, and the number resumed."""
+def _write(root: str, planned: Planned, runner: Runner, sink: SinkOptions, progress: bool,
+           thumbnails: dict[str, bytes] | None) -> tuple[dict[str, list[FileIssue]], int]:
+    """Write every stack not yet complete; returns the unreadable slices of each, and the number resumed
+    (``thumbnails`` receives those the writers made, see :func:`~medipy.engine.conversion.write_stacks`)."""
     done = _complete(root, planned.stacks)
     todo = [s for s in planned.stacks if s.path not in done]
     logger.info("%d stacks to write, %d already complete", len(todo), len(done))
-    found = write_stacks(root, todo, runner, sink, source_root=planned.root, progress=progress)
+    found = write_stacks(root, todo, runner, sink, source_root=planned.root, progress=progress,
+                         thumbnails=thumbnails)
     return found, len(done)
 
 
-def _thumbnails(root: str, stacks: list[StackPlan], runner: Runner, progress: bool) -> dict[str, bytes]:
+def _thumbnails(root: str, stacks: list[StackPlan], runner: Runner, progress: bool,
+                made: dict[str, bytes]) -> dict[str, bytes]:
+    """The thumbnail of every stack: those the writers ``made``, the others read back from the store by the
+    workers, a few stacks per task (at least 4 tasks per worker, at most :data:`THUMBNAILS_PER_TASK` stacks
+    each), since a small stack's thumbnail costs less than a task."""
+    out = dict(made)
+    stacks = [s for s in stacks if s.path not in made]
     paths = [os.path.join(root, *s.path.split("/"), "0") for s in stacks]
-    out: dict[str, bytes] = {}
-    for index, png in map_unordered(runner, stack_thumbnail, paths, desc="thumbnails", enabled=progress):
-        out[stacks[index].path] = png
+    size = max(1, min(THUMBNAILS_PER_TASK, -(-len(paths) // (4 * max(1, runner.workers)))))
+    batches = [paths[i:i + size] for i in range(0, len(paths), size)]
+    for index, pngs in map_unordered(runner, stack_thumbnails, batches, desc="thumbnails", enabled=progress):
+        for offset, png in enumerate(pngs):
+            out[stacks[index * size + offset].path] = png
     return out
 
 
@@ -133,7 +145,9 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
             planned = plan_input(config.input, opened, selection=config.select, four_d=options.four_d,
                                  progress=options.progress, follow_links=options.follow_links)
             timings = {"scan_and_plan": time.perf_counter() - start}
-            found, resumed = _write(root, planned, opened, sink, options.progress)
+            made: dict[str, bytes] = {}
+            found, resumed = _write(root, planned, opened, sink, options.progress,
+                                    made if options.thumbnails else None)
             timings["write"] = time.perf_counter() - start - timings["scan_and_plan"]
             summaries = [stack_summary(s, found.get(s.path, [])) for s in planned.stacks]
             slice_issues = [i for issues in found.values() for i in issues]
@@ -141,7 +155,7 @@ def run(config: RunConfig, *, runner: Runner | None = None, sink: SinkOptions | 
             write_root(root, summaries, _sorted(_issues(failures) + [i for i in slice_issues if i.is_failure]),
                        _sorted(_issues(skipped) + [i for i in slice_issues if not i.is_failure]),
                        source=planned.root)
-            thumbs = _thumbnails(root, planned.stacks, opened, options.progress) if options.thumbnails else {}
+            thumbs = _thumbnails(root, planned.stacks, opened, options.progress, made) if options.thumbnails else {}
         report = _report(config, planned, found, resumed, start, timings)
         write_json(report, root)
         write_html(report, root, thumbs)

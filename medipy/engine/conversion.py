@@ -129,8 +129,8 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
     """
 
     def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions, source_root: str | None,
-                 workers: int = 1) -> None:
-        self._root, self._sink, self._source_root = root, sink, source_root
+                 workers: int = 1, thumbnails: bool = False) -> None:
+        self._root, self._sink, self._source_root, self._thumbnails = root, sink, source_root, thumbnails
         self.owner: list[tuple[StackPlan, ...] | _Shard] = []  # per item: the plans of a batch, or a shard
         sizes = [stack_bytes(plan) for plan in stacks]
         small = sum(n <= BATCH_BYTES for n in sizes)
@@ -164,7 +164,7 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
     def __getitem__(self, index):  # type: ignore[override]
         owner = self.owner[index]
         if not isinstance(owner, _Shard):
-            return StackBatch(self._root, owner, self._sink, self._source_root)
+            return StackBatch(self._root, owner, self._sink, self._source_root, self._thumbnails)
         plan, first = owner
         if self._cached[0] != first:
             create_image(self._root, plan, self._sink, source_root=self._source_root)
@@ -173,7 +173,8 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
 
 
 def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,
-                 source_root: str | None = None, progress: bool = False) -> dict[str, list[FileIssue]]:
+                 source_root: str | None = None, progress: bool = False,
+                 thumbnails: dict[str, bytes] | None = None) -> dict[str, list[FileIssue]]:
     """Write stacks into the store ``root``: their image groups, their shards, then their ``complete`` flag.
 
     Small stacks (up to :data:`BATCH_BYTES`) are written whole by the workers, several per task (group,
@@ -197,20 +198,26 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
         The export's folder: slice issues and stored file names are made relative to it.
     progress
         Draw a progress bar (when stderr is a terminal).
+    thumbnails
+        When given, receives by stack path the PNG thumbnail (:func:`~medipy.engine.thumbnails.volume_thumbnail`)
+        of the small stacks, made by their writers from the values written (no read back); the other stacks
+        are not in it.
 
     Returns
     -------
     dict
         The slices that could not be read, per stack path (relative to ``source_root``, sorted).
     """
-    items = _WriteItems(root, stacks, sink, source_root, runner.workers)
+    items = _WriteItems(root, stacks, sink, source_root, runner.workers, thumbnails is not None)
     remaining = Counter(owner.plan.path for owner in items.owner if isinstance(owner, _Shard))
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
     for index, result in map_unordered(runner, write_item, items, desc="write", enabled=progress):
         owner = items.owner[index]
         if not isinstance(owner, _Shard):  # a batch: written and finished by its worker
-            for plan, issues in zip(owner, result, strict=True):
+            for plan, (issues, png) in zip(owner, result, strict=True):
                 found[plan.path] = issues
+                if thumbnails is not None and png is not None:
+                    thumbnails[plan.path] = png
             continue
         plan = owner.plan
         found[plan.path].extend(i.relative_to(source_root) for i in result)

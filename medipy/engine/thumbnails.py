@@ -1,9 +1,10 @@
 """Thumbnails: the middle slice of each axis of a stored stack, windowed, as one small PNG.
 
-:func:`stack_thumbnail` runs where the engine computes (one task per stack): it reads the three middle
-slices of the first volume from the OME-Zarr array, resamples them to square pixels (using the stored
-spacing), windows them to the 1st-99th percentile of their values (colour images are shown as stored) and
-returns a PNG (written with zlib; no imaging library needed). A single slice is shown alone.
+:func:`stack_thumbnail` runs where the engine computes (:func:`stack_thumbnails`: several stacks per task):
+it reads the three middle slices of the first volume from the OME-Zarr array (only those, not the volume),
+resamples them to square pixels (using the stored spacing), windows them to the 1st-99th percentile of
+their values (colour images are shown as stored) and returns a PNG (written with zlib; no imaging library
+needed). A single slice is shown alone.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
 from medipy.engine.zarr_sink import medipy_attributes
 
-__all__ = ["encode_png", "stack_thumbnail", "window"]
+__all__ = ["encode_png", "stack_thumbnail", "stack_thumbnails", "volume_thumbnail", "window"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +74,45 @@ def _resample(view: np.ndarray, row_mm: float, col_mm: float) -> np.ndarray:
     return view[r][:, c]
 
 
-def _volume(array, four_d: bool) -> tuple[np.ndarray, bool]:
-    """The first volume as ``([c,] z, y, x)`` values, and whether it is colour (a leading channel axis)."""
-    index = (0,) if four_d else ()
-    data = np.asarray(array[index]) if index else np.asarray(array[...])
-    return data, data.ndim == 4
+#: A first volume of at most this many bytes is read whole (one read); a larger one three slices at a time.
+WHOLE_VOLUME_BYTES = 64 * 1024 * 1024
+
+
+def _middle(volume, index: tuple[int, ...], colour: bool) -> list[np.ndarray]:
+    """The middle z, y and x slices of ``volume[index]`` (an array or a zarr array), samples last."""
+    shape = volume.shape[len(index):]  # ([c,] z, y, x)
+    views = []
+    for axis, size in enumerate(shape[-3:]):
+        where: list[slice | int] = [slice(None)] * len(shape)
+        where[len(shape) - 3 + axis] = size // 2
+        view = np.asarray(volume[(*index, *where)])
+        views.append(np.moveaxis(view, 0, -1) if colour else view)  # (c, a, b) -> (a, b, c)
+    return views
+
+
+def _views(array, four_d: bool) -> tuple[list[np.ndarray], bool, int]:
+    """The middle z, y and x slices of the first volume of a stored array, whether they are colour (then with
+    samples last), and the volume's depth. A large volume is not read whole: only the three slices are kept
+    in memory."""
+    lead = (0,) if four_d else ()
+    shape = array.shape[len(lead):]  # ([c,] z, y, x)
+    colour = len(shape) == 4
+    if int(np.prod(shape)) * array.dtype.itemsize <= WHOLE_VOLUME_BYTES:  # one read costs less than three
+        return _middle(np.asarray(array[lead] if lead else array[...]), (), colour), colour, shape[-3]
+    return _middle(array, lead, colour), colour, shape[-3]
+
+
+def volume_thumbnail(volume: np.ndarray, spacing: Sequence[float]) -> bytes:
+    """The thumbnail of an image volume in memory, (z, y, x) or colour (z, y, x, samples), as
+    :func:`stack_thumbnail` makes it from the stored array (a writer that holds the values makes it here)."""
+    colour = volume.ndim == 4
+    views = _middle(np.moveaxis(volume, -1, 0) if colour else volume, (), colour)
+    return _sheet(views, colour, volume.shape[0], spacing)
+
+
+def stack_thumbnails(array_paths: Sequence[str]) -> list[bytes]:
+    """:func:`stack_thumbnail` of several stored images (one task for many small stacks)."""
+    return [stack_thumbnail(path) for path in array_paths]
 
 
 def stack_thumbnail(array_path: str) -> bytes:
@@ -97,12 +133,15 @@ def stack_thumbnail(array_path: str) -> bytes:
     array = zarr.open_array(store=array_path, mode="r")
     group = zarr.open_group(store=os.path.dirname(array_path), mode="r")
     attrs = medipy_attributes(group)
-    data, colour = _volume(array, bool(attrs.get("volume_axis")))
-    if colour:
-        data = np.moveaxis(data, 0, -1)  # (c, z, y, x) -> (z, y, x, c)
-    sz, sy, sx = (list(attrs.get("spacing") or [1.0, 1.0, 1.0]) + [1.0] * 3)[:3]
-    depth, rows, cols = data.shape[:3]
-    views = [(data[depth // 2], sy, sx), (data[:, rows // 2], sz, sx), (data[:, :, cols // 2], sz, sy)]
+    views, colour, depth = _views(array, bool(attrs.get("volume_axis")))
+    return _sheet(views, colour, depth, attrs.get("spacing") or [1.0, 1.0, 1.0])
+
+
+def _sheet(middle: list[np.ndarray], colour: bool, depth: int, spacing: Sequence[float]) -> bytes:
+    """The PNG of the three middle slices side by side, windowed (grey) and resampled to square pixels."""
+    axial, coronal, sagittal = middle
+    sz, sy, sx = (list(spacing) + [1.0] * 3)[:3]
+    views = [(axial, sy, sx), (coronal, sz, sx), (sagittal, sz, sy)]
     if depth == 1:  # one slice: the other two views would be lines
         views = views[:1]
     if colour:

@@ -236,11 +236,15 @@ def write_jobs(root: str, plan: StackPlan, options: SinkOptions) -> list[WriteJo
 
 def write_shard(job: WriteJob) -> list[FileIssue]:
     """Read the slices of one shard and write them (the task run by workers); returns unreadable slices."""
+    return _write_shard(job)[1]
+
+
+def _write_shard(job: WriteJob) -> tuple[np.ndarray, list[FileIssue]]:
+    """:func:`write_shard`, also returning the values written, as read: (z, y, x[, samples])."""
     import zarr
 
-    values, issues = read_block(job.records, job.dtype, report=True, rescale_dtype=job.rescale_dtype)
-    if job.colour:
-        values = np.moveaxis(values, -1, 0)
+    read, issues = read_block(job.records, job.dtype, report=True, rescale_dtype=job.rescale_dtype)
+    values = np.moveaxis(read, -1, 0) if job.colour else read
     if job.four_d:
         values = values[np.newaxis]
     layout = shard_layout(job.array_path)
@@ -251,7 +255,7 @@ def write_shard(job: WriteJob) -> list[FileIssue]:
     else:
         array = zarr.open_array(store=job.array_path, mode="r+")
         array[job.region] = values
-    return issues
+    return read, issues
 
 
 @dataclass(frozen=True)
@@ -263,29 +267,38 @@ class StackBatch:
     plans: tuple[StackPlan, ...]
     options: SinkOptions
     source_root: str | None = None
+    thumbnails: bool = False
 
 
-def write_batch(batch: StackBatch) -> list[list[FileIssue]]:
+def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]:
     """Write whole stacks (the task run by workers): image group, every shard, then ``complete``.
 
     Returns
     -------
-    list of list of FileIssue
-        The slices of each stack that could not be read (relative to ``batch.source_root``, sorted).
+    list of (list of FileIssue, bytes or None)
+        For each stack, the slices that could not be read (relative to ``batch.source_root``, sorted) and,
+        when ``batch.thumbnails``, its PNG thumbnail made from the values written (None when its first
+        volume is not one shard: :func:`medipy.engine.thumbnails.stack_thumbnail` reads it back).
     """
-    out: list[list[FileIssue]] = []
+    from medipy.engine.thumbnails import volume_thumbnail
+
+    out: list[tuple[list[FileIssue], bytes | None]] = []
     for plan in batch.plans:
         create_image(batch.root, plan, batch.options, source_root=batch.source_root, describe=False)
         issues: list[FileIssue] = []
-        for job in write_jobs(batch.root, plan, batch.options):
-            issues.extend(i.relative_to(batch.source_root) for i in write_shard(job))
+        thumbnail = None
+        for number, job in enumerate(write_jobs(batch.root, plan, batch.options)):
+            values, found = _write_shard(job)
+            issues.extend(i.relative_to(batch.source_root) for i in found)
+            if number == 0 and batch.thumbnails and values.shape[0] == plan.depth:  # the whole first volume
+                thumbnail = volume_thumbnail(values, plan.spacing)
         issues.sort(key=lambda i: (i.path, i.kind))
         finish_image(batch.root, plan, issues, source_root=batch.source_root)
-        out.append(issues)
+        out.append((issues, thumbnail))
     return out
 
 
-def write_item(item: WriteJob | StackBatch) -> list[FileIssue] | list[list[FileIssue]]:
+def write_item(item: WriteJob | StackBatch) -> list[FileIssue] | list[tuple[list[FileIssue], bytes | None]]:
     """:func:`write_shard` of a shard, :func:`write_batch` of a batch of whole stacks."""
     return write_batch(item) if isinstance(item, StackBatch) else write_shard(item)
 
