@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from medipy.engine.arrays import block_slices
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
 from medipy.engine.progress import map_unordered
@@ -111,16 +112,19 @@ BATCH_BYTES = 8 * 1024 * 1024
 BATCH_STACKS = 64
 
 
-class _Shard(NamedTuple):
-    """A write item: one shard of a larger stack, whose first shard is item ``first``."""
+class _Shards(NamedTuple):
+    """A write item: shards ``start:stop`` of a larger stack, whose first item is item ``first``."""
 
     plan: StackPlan
     first: int
+    start: int
+    stop: int
 
 
-class _WriteItems(Sequence[WriteJob | StackBatch]):
-    """The write tasks of stacks in order: batches of whole small stacks (see :data:`BATCH_BYTES`), and one
-    shard of a larger stack each.
+class _WriteItems(Sequence[StackBatch | tuple[WriteJob, ...]]):
+    """The write tasks of stacks in order: batches of whole small stacks (see :data:`BATCH_BYTES`), and
+    consecutive shards of a larger stack up to one shard's bytes (one shard of a 3D stack; several volumes of a
+    4D stack of small volumes, e.g. fMRI).
 
     A larger stack's image group is created by the client and its slices unpacked when its first shard is
     asked for (in order, as :func:`~medipy.engine.progress.map_unordered` submits them), while the workers
@@ -131,7 +135,7 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
     def __init__(self, root: str, stacks: Sequence[StackPlan], sink: SinkOptions, source_root: str | None,
                  workers: int = 1, thumbnails: bool = False) -> None:
         self._root, self._sink, self._source_root, self._thumbnails = root, sink, source_root, thumbnails
-        self.owner: list[tuple[StackPlan, ...] | _Shard] = []  # per item: the plans of a batch, or a shard
+        self.owner: list[tuple[StackPlan, ...] | _Shards] = []  # per item: the plans of a batch, or shards
         sizes = [stack_bytes(plan) for plan in stacks]
         small = sum(n <= BATCH_BYTES for n in sizes)
         most = max(1, min(BATCH_STACKS, -(-small // (4 * max(1, workers)))))  # >= 4 batches per worker
@@ -153,8 +157,11 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
                 size += nbytes
                 continue
             close()
-            first = len(self.owner)
-            self.owner.extend([_Shard(plan, first)] * shard_count(plan, sink))
+            first, count = len(self.owner), shard_count(plan, sink)
+            _, shard = block_slices(plan, sink.shard_bytes, sink.chunk_bytes)
+            job_bytes = min(shard, plan.depth) * (nbytes // (plan.count * plan.depth))
+            step = max(1, sink.shard_bytes // max(1, job_bytes))  # shards of one task: one shard's bytes
+            self.owner.extend(_Shards(plan, first, start, min(start + step, count)) for start in range(0, count, step))
         close()
         self._cached: tuple[int, list[WriteJob]] = (-1, [])
 
@@ -163,13 +170,12 @@ class _WriteItems(Sequence[WriteJob | StackBatch]):
 
     def __getitem__(self, index):  # type: ignore[override]
         owner = self.owner[index]
-        if not isinstance(owner, _Shard):
+        if not isinstance(owner, _Shards):
             return StackBatch(self._root, owner, self._sink, self._source_root, self._thumbnails)
-        plan, first = owner
-        if self._cached[0] != first:
-            create_image(self._root, plan, self._sink, source_root=self._source_root)
-            self._cached = (first, write_jobs(self._root, plan, self._sink))
-        return self._cached[1][index - first]
+        if self._cached[0] != owner.first:
+            create_image(self._root, owner.plan, self._sink, source_root=self._source_root)
+            self._cached = (owner.first, write_jobs(self._root, owner.plan, self._sink))
+        return tuple(self._cached[1][owner.start:owner.stop])
 
 
 def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: SinkOptions, *,
@@ -179,10 +185,10 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
 
     Small stacks (up to :data:`BATCH_BYTES`) are written whole by the workers, several per task (group,
     shards, then ``complete``). A larger stack's group is created by the client just before its first shard
-    is submitted (the workers write the tasks before it meanwhile); its shards are written one task each (at
-    most a few per worker in flight, so that the client holds no graph of the whole export); it is marked
-    complete by the client as soon as its last shard is written. An interrupted run keeps every stack
-    finished so far.
+    is submitted (the workers write the tasks before it meanwhile); its shards are written up to one shard's
+    bytes per task (at most a few tasks per worker in flight, so that the client holds no graph of the whole
+    export); it is marked complete by the client as soon as its last shard is written. An interrupted run
+    keeps every stack finished so far.
 
     Parameters
     ----------
@@ -209,11 +215,11 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
         The slices that could not be read, per stack path (relative to ``source_root``, sorted).
     """
     items = _WriteItems(root, stacks, sink, source_root, runner.workers, thumbnails is not None)
-    remaining = Counter(owner.plan.path for owner in items.owner if isinstance(owner, _Shard))
+    remaining = Counter(owner.plan.path for owner in items.owner if isinstance(owner, _Shards))
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
     for index, result in map_unordered(runner, write_item, items, desc="write", enabled=progress):
         owner = items.owner[index]
-        if not isinstance(owner, _Shard):  # a batch: written and finished by its worker
+        if not isinstance(owner, _Shards):  # a batch: written and finished by its worker
             for plan, (issues, png) in zip(owner, result, strict=True):
                 found[plan.path] = issues
                 if thumbnails is not None and png is not None:

@@ -298,9 +298,15 @@ def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]
     return out
 
 
-def write_item(item: WriteJob | StackBatch) -> list[FileIssue] | list[tuple[list[FileIssue], bytes | None]]:
-    """:func:`write_shard` of a shard, :func:`write_batch` of a batch of whole stacks."""
-    return write_batch(item) if isinstance(item, StackBatch) else write_shard(item)
+def write_item(item: WriteJob | Sequence[WriteJob] | StackBatch
+               ) -> list[FileIssue] | list[tuple[list[FileIssue], bytes | None]]:
+    """:func:`write_batch` of a batch of whole stacks, :func:`write_shard` of one shard or of each of several
+    (their unreadable slices together)."""
+    if isinstance(item, StackBatch):
+        return write_batch(item)
+    if isinstance(item, WriteJob):
+        return write_shard(item)
+    return [issue for job in item for issue in write_shard(job)]
 
 
 def stack_bytes(plan: StackPlan) -> int:
