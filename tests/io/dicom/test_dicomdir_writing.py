@@ -108,3 +108,42 @@ def test_the_same_files_give_the_same_dicomdir(testdata: Path, tmp_path: Path) -
                                                 ("test-SR.dcm", "SR DOCUMENT"), ("rtdose.dcm", "RT DOSE")])
 def test_record_types_follow_pydicom(testdata: Path, name: str, expected: str) -> None:
     assert record_type(pydicom.dcmread(testdata / "pydicom/test_files" / name)) == (expected, False)
+
+
+def test_single_level_instances_are_root_records(testdata: Path, tmp_path: Path, fileset_paths) -> None:
+    """A Color Palette (a single-level SOP Class: no patient, study or series) is indexed by a root PALETTE
+    record, beside the PATIENT records, as pydicom's FileSet indexes it."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    palette = pydicom.Dataset()
+    palette.file_meta = FileMetaDataset()
+    palette.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    palette.SOPClassUID = palette.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.39.1"
+    palette.SOPInstanceUID = palette.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    palette.ContentLabel, palette.ContentDescription = "HOT_IRON", "Hot iron"
+    (tmp_path / "tree" / "PAL").mkdir(parents=True)
+    palette.save_as(tmp_path / "tree" / "PAL" / "HOTIRON", enforce_file_format=True)
+    image = _instances(testdata, tmp_path / "tree")[0]
+    instances = [image, (["PAL", "HOTIRON"], palette)]
+
+    assert write_dicomdir(tmp_path / "tree" / "DICOMDIR", instances) == []
+    reference = FileSet()
+    for _, ds in instances:
+        reference.add(ds)
+    reference.write(tmp_path / "scratch")
+    reference._stage["t"].cleanup()
+    assert _records(read(tmp_path / "tree" / "DICOMDIR")) == _records(
+        pydicom.dcmread(tmp_path / "scratch" / "DICOMDIR"))
+
+    ours = pydicom.dcmread(tmp_path / "tree" / "DICOMDIR")
+    records = {r.seq_item_tell: r for r in ours.DirectoryRecordSequence}
+    roots, offset = [], ours.OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity
+    while offset:  # the root chain, by the offsets medipy wrote
+        roots.append(records[offset])
+        offset = records[offset].OffsetOfTheNextDirectoryRecord
+    assert sorted(r.DirectoryRecordType for r in roots) == ["PALETTE", "PATIENT"]
+    (leaf,) = [r for r in roots if r.DirectoryRecordType == "PALETTE"]
+    assert (leaf.ContentLabel, leaf.ReferencedFileID, leaf.OffsetOfReferencedLowerLevelDirectoryEntity) == (
+        "HOT_IRON", ["PAL", "HOTIRON"], 0)
+    assert fileset_paths(tmp_path / "tree" / "DICOMDIR") == sorted(["/".join(image[0]), "PAL/HOTIRON"])
