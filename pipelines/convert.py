@@ -21,7 +21,7 @@ from medipy.engine.checkpoint import mark_done
 from medipy.engine.cluster import Runner
 from medipy.engine.conversion import write_stacks
 from medipy.engine.plan import StackPlan
-from medipy.engine.progress import map_unordered
+from medipy.engine.progress import map_unordered, per_task
 from medipy.engine.report import RunReport, write_html, write_json
 from medipy.engine.scan import FileIssue
 from medipy.engine.thumbnails import stack_thumbnails
@@ -39,6 +39,7 @@ __all__ = ["fingerprint", "run"]
 
 logger = logging.getLogger(__name__)
 
+#: Stacks whose thumbnails one task reads back from the store, at most.
 THUMBNAILS_PER_TASK = 32
 
 
@@ -93,7 +94,7 @@ def _thumbnails(root: str, stacks: list[StackPlan], runner: Runner, progress: bo
     out = dict(made)
     stacks = [s for s in stacks if s.path not in made]
     paths = [os.path.join(root, *s.path.split("/"), "0") for s in stacks]
-    size = max(1, min(THUMBNAILS_PER_TASK, -(-len(paths) // (4 * max(1, runner.workers)))))
+    size = per_task(len(paths), runner.workers, THUMBNAILS_PER_TASK)
     batches = [paths[i:i + size] for i in range(0, len(paths), size)]
     for index, pngs in map_unordered(runner, stack_thumbnails, batches, desc="thumbnails", enabled=progress):
         for offset, png in enumerate(pngs):

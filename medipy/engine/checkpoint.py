@@ -176,8 +176,8 @@ def remove_leftovers(output: str | os.PathLike[str]) -> int:
     """Delete the temporary files an interrupted run left in ``output`` (call it holding the lock).
 
     These are the half-written files of atomic writes: ``<name>.<pid>.<thread>.tmp`` (run state, reports,
-    zarr documents written by medipy) and zarr's
-    ``<name>.<uuid>.partial``; the files they were to replace are untouched.
+    zarr documents written by medipy) and ``<name>.<uuid>.partial`` (shards, and files of zarr's LocalStore);
+    the files they were to replace are untouched.
 
     Parameters
     ----------

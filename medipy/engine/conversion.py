@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from medipy.engine.arrays import block_slices
 from medipy.engine.cluster import ClusterOptions, Runner, open_runner
 from medipy.engine.plan import SeriesPlan, StackPlan
-from medipy.engine.progress import map_unordered
+from medipy.engine.progress import map_unordered, per_task
 from medipy.engine.scan import FileIssue, ScanOptions
 from medipy.engine.shuffle import plan_files
 from medipy.engine.walk import collect_files
@@ -138,7 +138,7 @@ class _WriteItems(Sequence[StackBatch | tuple[WriteJob, ...]]):
         self.owner: list[tuple[StackPlan, ...] | _Shards] = []  # per item: the plans of a batch, or shards
         sizes = [stack_bytes(plan) for plan in stacks]
         small = sum(n <= BATCH_BYTES for n in sizes)
-        most = max(1, min(BATCH_STACKS, -(-small // (4 * max(1, workers)))))  # >= 4 batches per worker
+        most = per_task(small, workers, BATCH_STACKS)
         batch: list[StackPlan] = []
         size = 0
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from medipy.engine.cluster import Runner
 
-__all__ = ["bar", "compute_with_progress", "map_unordered", "show_progress"]
+__all__ = ["bar", "compute_with_progress", "map_unordered", "per_task", "show_progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def _executor(runner: Runner) -> tuple[Executor | None, bool]:
     if runner.kind == "threads" and runner.workers > 1:
         return ThreadPoolExecutor(runner.workers), True
     return None, False
+
+
+def per_task(count: int, workers: int, most: int) -> int:
+    """How many of ``count`` small items one task takes: at most ``most``, and few enough that each of
+    ``workers`` workers gets at least 4 tasks (the last tasks do not leave the others idle)."""
+    return max(1, min(most, -(-count // (4 * max(1, workers)))))
 
 
 def map_unordered(runner: Runner, func: Callable[[Any], Any], items: Sequence[Any], *, desc: str,
