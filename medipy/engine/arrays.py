@@ -2,15 +2,17 @@
 
 A chunk is a run of whole slices of one volume (aligned with the zarr shards of
 :mod:`medipy.engine.zarr_sink`). Its task reads native Pixel Data at the recorded byte offset (no header
-parse), hands compressed data to pydicom and its plugins (each file decoded once per chunk, so that a
-mosaic or a multi-frame object is not decoded once per slice), and applies Rescale Slope/Intercept
-exactly as :func:`medipy.io.dicom.image` does: computed, the array equals ``image(stack).data``.
+parse), hands compressed data to pydicom and its plugins (a mosaic decoded once per chunk, not once per
+tile; a multi-frame object decoded whole when the chunk holds all its frames, else only the chunk's frames,
+not once per chunk), and applies Rescale Slope/Intercept exactly as :func:`medipy.io.dicom.image` does:
+computed, the array equals ``image(stack).data``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,9 +63,12 @@ def _load(path: str) -> Any:
 
 
 def _stored_values(records: Sequence[SliceRecord]) -> list[np.ndarray]:
-    """Stored values of each slice; native data by offset, other files decoded once each."""
+    """Stored values of each slice: native data by offset; a compressed multi-frame object decoded whole when
+    all its frames are asked for, else only the frames asked for (a large one spans several shards: decoded
+    whole by each of their tasks, it would be decoded once per shard); a mosaic decoded once."""
     datasets: dict[str, Any] = {}
     wholes: dict[str, np.ndarray] = {}
+    asked = Counter(r.path for r in records if r.number_of_frames > 1)
     out: list[np.ndarray] = []
     for record in records:
         if record.pixel_offset is not None and not record.mosaic_tiles and record.samples_per_pixel == 1:
@@ -78,6 +83,8 @@ def _stored_values(records: Sequence[SliceRecord]) -> list[np.ndarray]:
             if record.path not in wholes:
                 wholes[record.path] = decode(ds, path=record.path)
             values = mosaic_tile(wholes[record.path], int(record.frame or 0), record.mosaic_tiles)
+        elif record.number_of_frames > 1 and asked[record.path] < record.number_of_frames:
+            values = decode(ds, index=int(record.frame or 0), path=record.path)
         elif record.number_of_frames > 1:
             if record.path not in wholes:
                 wholes[record.path] = decode(ds, path=record.path)

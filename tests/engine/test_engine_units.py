@@ -350,3 +350,49 @@ def test_a_rescale_that_is_not_a_finite_number_is_refused_naming_the_file(
     with pytest.raises(BrokenDicomError, match=keyword) as raised:
         medipy.io.dicom.image([medipy.io.dicom.read(good), medipy.io.dicom.read(bad)])
     assert raised.value.path == str(bad)
+
+
+def test_compressed_multiframe_decodes_only_the_frames_of_each_chunk(tmp_path: Path, monkeypatch) -> None:
+    """A compressed multi-frame object spanning several chunks: each chunk decodes its own frames (not the
+    whole object once per chunk); one chunk holding every frame decodes the object once. Both equal image()."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+
+    import medipy.engine.arrays as arrays
+    from medipy.engine import plan_export, stack_array
+    from medipy.io.dicom.assembly import image
+    from medipy.io.dicom.reading import read
+
+    frames = np.stack([(np.arange(32 * 32).reshape(32, 32) * (i + 1)) % 4096 for i in range(12)]).astype("<u2")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"  # multi-frame SC
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID, ds.Modality = generate_uid(), generate_uid(), "MF", "OT"
+    ds.Rows = ds.Columns = 32
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.NumberOfFrames = 1, "MONOCHROME2", 12
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = frames.tobytes()
+    ds.compress(RLELossless, frames)
+    path = tmp_path / "cine.dcm"
+    ds.save_as(path, enforce_file_format=True)
+
+    calls: list[int | None] = []
+    original = arrays.decode
+
+    def counted(dataset, index=None, *, path=None):
+        calls.append(index)
+        return original(dataset, index, path=path)
+
+    monkeypatch.setattr(arrays, "decode", counted)
+    expected = image([read(path)])
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        (plan,) = [s for p in plan_export([str(path)], runner)[0] for s in p.stacks]
+        for shard_bytes, decodes in ((3 * 32 * 32 * 2, list(range(12))), (1 << 20, [None])):
+            calls.clear()
+            array = stack_array(plan, shard_bytes=shard_bytes, chunk_bytes=32 * 32 * 2)
+            (values,) = runner.compute(array)
+            np.testing.assert_array_equal(values, expected.data)
+            assert sorted(calls, key=lambda i: -1 if i is None else i) == decodes
+    np.testing.assert_array_equal(expected.data, frames)
