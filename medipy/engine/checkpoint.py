@@ -162,7 +162,15 @@ def write_state(output: str | os.PathLike[str], fingerprint: dict[str, Any], sta
 
 def mark_done(output: str | os.PathLike[str], fingerprint: dict[str, Any]) -> None:
     """Record a finished run: the temporary files of workers killed during it (their tasks were run again
-    elsewhere) are deleted first (:func:`remove_leftovers`), then the state is set to ``done``."""
+    elsewhere) are deleted first (:func:`remove_leftovers`), then the state is set to ``done``.
+
+    Parameters
+    ----------
+    output
+        The output folder (held by this run's :class:`OutputLock`).
+    fingerprint
+        What the run wrote (see :func:`write_state`).
+    """
     remove_leftovers(output)
     write_state(output, fingerprint, "done")
 

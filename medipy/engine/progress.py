@@ -103,7 +103,27 @@ def _executor(runner: Runner) -> tuple[Executor | None, bool]:
 
 def per_task(count: int, workers: int, most: int) -> int:
     """How many of ``count`` small items one task takes: at most ``most``, and few enough that each of
-    ``workers`` workers gets at least 4 tasks (the last tasks do not leave the others idle)."""
+    ``workers`` workers gets at least 4 tasks (the last tasks do not leave the others idle).
+
+    Parameters
+    ----------
+    count
+        The items to share out.
+    workers
+        The workers that run the tasks.
+    most
+        The most items of one task.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> per_task(1000, 2, 64), per_task(24, 2, 64), per_task(3, 2, 64)
+    (64, 3, 1)
+    """
     return max(1, min(most, -(-count // (4 * max(1, workers)))))
 
 

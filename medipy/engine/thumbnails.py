@@ -103,15 +103,39 @@ def _views(array, four_d: bool) -> tuple[list[np.ndarray], bool, int]:
 
 
 def volume_thumbnail(volume: np.ndarray, spacing: Sequence[float]) -> bytes:
-    """The thumbnail of an image volume in memory, (z, y, x) or colour (z, y, x, samples), as
-    :func:`stack_thumbnail` makes it from the stored array (a writer that holds the values makes it here)."""
+    """The thumbnail of an image volume in memory, as :func:`stack_thumbnail` makes it from the stored array
+    (a writer that holds the values makes it here).
+
+    Parameters
+    ----------
+    volume
+        (z, y, x) values, or colour (z, y, x, samples).
+    spacing
+        Voxel size (z, y, x) in mm.
+
+    Returns
+    -------
+    bytes
+        A PNG (see :func:`stack_thumbnail`).
+    """
     colour = volume.ndim == 4
     views = _middle(np.moveaxis(volume, -1, 0) if colour else volume, (), colour)
     return _sheet(views, colour, volume.shape[0], spacing)
 
 
 def stack_thumbnails(array_paths: Sequence[str]) -> list[bytes]:
-    """:func:`stack_thumbnail` of several stored images (one task for many small stacks)."""
+    """:func:`stack_thumbnail` of several stored images (one task for many small stacks).
+
+    Parameters
+    ----------
+    array_paths
+        Full-resolution arrays of image groups.
+
+    Returns
+    -------
+    list of bytes
+        Their PNGs, in the same order.
+    """
     return [stack_thumbnail(path) for path in array_paths]
 
 

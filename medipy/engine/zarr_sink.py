@@ -273,6 +273,11 @@ class StackBatch:
 def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]:
     """Write whole stacks (the task run by workers): image group, every shard, then ``complete``.
 
+    Parameters
+    ----------
+    batch
+        The stacks, where and how to store them.
+
     Returns
     -------
     list of (list of FileIssue, bytes or None)
@@ -300,8 +305,19 @@ def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]
 
 def write_item(item: WriteJob | Sequence[WriteJob] | StackBatch
                ) -> list[FileIssue] | list[tuple[list[FileIssue], bytes | None]]:
-    """:func:`write_batch` of a batch of whole stacks, :func:`write_shard` of one shard or of each of several
-    (their unreadable slices together)."""
+    """The write task of :func:`medipy.engine.conversion.write_stacks`: :func:`write_batch` of a batch of
+    whole stacks, :func:`write_shard` of one shard or of each of several.
+
+    Parameters
+    ----------
+    item
+        A batch of stacks, one shard, or consecutive shards of one stack.
+
+    Returns
+    -------
+    list
+        What :func:`write_batch` returns for a batch; else the unreadable slices of the shards, together.
+    """
     if isinstance(item, StackBatch):
         return write_batch(item)
     if isinstance(item, WriteJob):
@@ -310,7 +326,17 @@ def write_item(item: WriteJob | Sequence[WriteJob] | StackBatch
 
 
 def stack_bytes(plan: StackPlan) -> int:
-    """The bytes of a stack's array."""
+    """The bytes of a stack's array (its shape times its dtype's size).
+
+    Parameters
+    ----------
+    plan
+        The stack.
+
+    Returns
+    -------
+    int
+    """
     return int(np.prod(plan.shape)) * np.dtype(plan.dtype).itemsize
 
 
