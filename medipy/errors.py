@@ -17,6 +17,7 @@ __all__ = [
     "SeveralStacksError",
     "NotImageError",
     "PixelDecodeError",
+    "ValueRangeError",
     "GeometryError",
     "ConfigError",
     "ExportError",
@@ -74,6 +75,11 @@ class NotImageError(DicomError, ValueError):
 
 class PixelDecodeError(DicomError, RuntimeError):
     """Pixel Data cannot be decoded (missing plugin, corrupt or truncated data)."""
+
+
+class ValueRangeError(DicomError, OverflowError):
+    """A slice's real-world values do not fit the dtype its stack was read in (the narrow dtype of
+    :func:`medipy.io.dicom.pixels.output_dtypes`): read the stack in the wide one."""
 
 
 class GeometryError(DicomError, ValueError):

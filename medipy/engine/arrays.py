@@ -20,8 +20,16 @@ import numpy as np
 
 from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue, IssueKind
-from medipy.errors import PixelDecodeError
-from medipy.io.dicom.pixels import decode, fit_bits_stored, mosaic_tile, read_native_slice, record_pixels, rescale
+from medipy.errors import PixelDecodeError, ValueRangeError
+from medipy.io.dicom.pixels import (
+    decode,
+    fit_bits_stored,
+    fits,
+    mosaic_tile,
+    read_native_slice,
+    record_pixels,
+    rescale,
+)
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = ["block_slices", "read_block", "stack_array"]
@@ -96,7 +104,8 @@ def _stored_values(records: Sequence[SliceRecord]) -> list[np.ndarray]:
 
 
 def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report: bool = False,
-               rescale_dtype: str | np.dtype | None = None) -> np.ndarray | tuple[np.ndarray, list[FileIssue]]:
+               rescale_dtype: str | np.dtype | None = None, check: bool = False
+               ) -> np.ndarray | tuple[np.ndarray, list[FileIssue]]:
     """Real-world values of consecutive slices, as one (slices, rows, columns[, samples]) array.
 
     Parameters
@@ -110,6 +119,9 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
         ``(values, issues)``.
     rescale_dtype
         The dtype to rescale in (a volume's own dtype in a 4D image), when it differs from ``dtype``.
+    check
+        Check that every value fits the dtype it is rescaled in (a narrow dtype, see
+        :meth:`~medipy.engine.plan.StackPlan.checked`).
 
     Returns
     -------
@@ -119,6 +131,9 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
     ------
     PixelDecodeError
         A slice cannot be read or decoded (only when not ``report``).
+    ValueRangeError
+        ``check`` and a slice's values do not fit (also when ``report``: the stack must be read in its wide
+        dtype, see :meth:`~medipy.engine.plan.StackPlan.widened`).
     """
     dtype = np.dtype(dtype)
     inner = dtype if rescale_dtype is None else np.dtype(rescale_dtype)
@@ -131,7 +146,7 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
     rest: list[int] = []  # slices not read by offset straight into ``out``
     for i, record in enumerate(records):
         try:
-            if inner != dtype or not read_native_slice(record, out[i]):
+            if inner != dtype or not read_native_slice(record, out[i], check=check):
                 rest.append(i)
         except PixelDecodeError as exc:
             if not report:
@@ -165,6 +180,8 @@ def read_block(records: Sequence[SliceRecord], dtype: str | np.dtype, *, report:
                 raise PixelDecodeError(issue.reason, record.path)
             issues.append(issue)
             continue
+        if check and not fits(value, record, inner):
+            raise ValueRangeError(f"real-world values out of the range of {inner}", record.path)
         if inner == dtype:
             rescale(value, record, inner, out=out[i])
         else:
@@ -192,7 +209,11 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
     Returns
     -------
     dask.array.Array
-        Same layout and values as :func:`medipy.io.dicom.image` (colour samples on a trailing axis).
+        Same layout, values and dtype as :func:`medipy.io.dicom.image` (colour samples on a trailing axis),
+        in ``plan.dtype``. A stack whose values the plan cannot know to fit its narrow dtype
+        (:meth:`~medipy.engine.plan.StackPlan.checked`) has them checked as they are read: a chunk that does
+        not fit raises :class:`~medipy.errors.ValueRangeError` (never wrapped values); ``plan.widened()``
+        then gives the dtype :func:`~medipy.io.dicom.image` takes for it.
 
     Examples
     --------
@@ -213,7 +234,7 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
     for t, volume in enumerate(volumes):
         for b, z in enumerate(range(0, depth, shard)):
             key = (name, t, b, *tail) if plan.is_4d else (name, b, *tail)
-            dsk[key] = (_read, volume[z:z + shard], plan.dtype, plan.volume_dtypes[t])
+            dsk[key] = (_read, volume[z:z + shard], plan.dtype, plan.volume_dtypes[t], plan.checked(t))
     chunks: tuple[tuple[int, ...], ...] = (z_chunks, (plan.first.rows,), (plan.first.columns,))
     if plan.samples > 1:
         chunks = (*chunks, (plan.samples,))
@@ -224,8 +245,12 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
     return da.Array(graph, name, chunks, dtype=np.dtype(plan.dtype))
 
 
-def _read(records: Sequence[SliceRecord], dtype: str, rescale_dtype: str) -> np.ndarray:
-    return read_block(records, dtype, rescale_dtype=rescale_dtype)  # type: ignore[return-value]
+def _read(records: Sequence[SliceRecord], dtype: str, rescale_dtype: str, check: bool) -> np.ndarray:
+    try:
+        return read_block(records, dtype, rescale_dtype=rescale_dtype, check=check)  # type: ignore[return-value]
+    except ValueRangeError as exc:
+        raise ValueRangeError(f"{exc.reason}: this stack's values do not fit its narrow dtype; assemble "
+                              "stack_array(plan.widened()), as image() does", exc.path) from exc
 
 
 def _expand(task_values: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from medipy.engine.walk import collect_files
 from medipy.engine.zarr_sink import (
     SinkOptions,
     StackBatch,
+    Widen,
     WriteJob,
     create_image,
     finish_image,
@@ -188,7 +189,9 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
     is submitted (the workers write the tasks before it meanwhile); its shards are written up to one shard's
     bytes per task (at most a few tasks per worker in flight, so that the client holds no graph of the whole
     export); it is marked complete by the client as soon as its last shard is written. An interrupted run
-    keeps every stack finished so far.
+    keeps every stack finished so far. A stack whose values turn out not to fit the narrow dtype it was
+    planned in (see :func:`~medipy.io.dicom.pixels.output_dtypes`) is written again, whole, in the wide one
+    (by its batch's worker, or after its other shards), as :func:`medipy.io.dicom.image` would read it.
 
     Parameters
     ----------
@@ -217,6 +220,8 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
     items = _WriteItems(root, stacks, sink, source_root, runner.workers, thumbnails is not None)
     remaining = Counter(owner.plan.path for owner in items.owner if isinstance(owner, _Shards))
     found: dict[str, list[FileIssue]] = {plan.path: [] for plan in stacks}
+    widen: dict[str, set[int]] = {}
+    again: list[StackPlan] = []
     for index, result in map_unordered(runner, write_item, items, desc="write", enabled=progress):
         owner = items.owner[index]
         if not isinstance(owner, _Shards):  # a batch: written and finished by its worker
@@ -226,11 +231,20 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
                     thumbnails[plan.path] = png
             continue
         plan = owner.plan
-        found[plan.path].extend(i.relative_to(source_root) for i in result)
+        if isinstance(result, Widen):
+            widen.setdefault(plan.path, set()).update(result.volumes)
+        else:
+            found[plan.path].extend(i.relative_to(source_root) for i in result)
         remaining[plan.path] -= 1
-        if remaining[plan.path] == 0:
+        if remaining[plan.path] == 0 and plan.path in widen:
+            again.append(plan.widened(widen[plan.path]))
+            logger.info("%s: values do not fit %s, written again as %s", plan.path, plan.dtype, again[-1].dtype)
+        elif remaining[plan.path] == 0:
             found[plan.path].sort(key=lambda i: (i.path, i.kind))
             finish_image(root, plan, found[plan.path], source_root=source_root)
+    if again:  # the volumes that did not fit are not checked again, the others fit: no third pass
+        found.update(write_stacks(root, again, runner, sink, source_root=source_root, progress=progress,
+                                  thumbnails=thumbnails))
     return found
 
 

@@ -2,7 +2,7 @@
 
 This runs after the shuffle, on the records of one series, with the functions that serve the serial API
 (:func:`~medipy.io.dicom.keys.split_stacks`, :func:`~medipy.io.dicom.geometry.stack_geometry`,
-:func:`~medipy.io.dicom.pixels.output_dtype`), so the engine's stacks are exactly those of
+:func:`~medipy.io.dicom.pixels.output_dtypes`), so the engine's stacks are exactly those of
 :func:`medipy.io.dicom.stacks`. Duplicate instances (same SOP Instance UID in two files) are kept once
 (the first path in sorted order) and reported.
 """
@@ -15,8 +15,8 @@ import logging
 import pickle
 import re
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,7 +25,7 @@ from medipy.engine.scan import FileIssue, IssueKind, ScannedFile
 from medipy.errors import MedipyError
 from medipy.io.dicom.geometry import StackGeometry, stack_geometry
 from medipy.io.dicom.keys import series_order, split_stacks
-from medipy.io.dicom.pixels import output_dtype
+from medipy.io.dicom.pixels import OutputDtypes, output_dtypes
 from medipy.io.dicom.record import SliceRecord
 from medipy.io.dicom.volumes import group_volumes, volume_axis
 
@@ -65,7 +65,9 @@ class StackPlan:
 
     ``volumes`` hold the slice records of each volume in slice order; ``volume_dtypes`` the dtype of each
     volume alone (values are rescaled in it, then cast to ``dtype``, as :func:`medipy.io.dicom.image4d`
-    does); ``volume_axis`` is ``"time"`` or ``"channel"`` (diffusion) for 4D images.
+    does): the narrow dtype of :func:`~medipy.io.dicom.pixels.output_dtypes`, taken when every value fits in
+    it, which only reading the pixels tells; ``volume_wide_dtypes`` the wide one, for the volumes whose
+    values do not (:meth:`widened`); ``volume_axis`` is ``"time"`` or ``"channel"`` (diffusion) for 4D images.
     Geometry vectors are in (z, y, x) order (see :class:`medipy.base.Image`); ``affine`` maps an
     index (k, j, i) of one volume to DICOM patient coordinates (LPS, mm).
 
@@ -89,6 +91,7 @@ class StackPlan:
     packed: bytes
     dtype: str
     volume_dtypes: tuple[str, ...]
+    volume_wide_dtypes: tuple[str, ...]
     volume_axis: str
     origin: tuple[float, ...]
     spacing: tuple[float, ...]
@@ -117,6 +120,18 @@ class StackPlan:
     def per_slice(self) -> dict[str, Any]:
         """Values of the attributes that vary between slices (see :func:`_metadata`)."""
         return self.unpack().per_slice
+
+    def checked(self, volume: int) -> bool:
+        """True when the values of ``volume`` must be checked to fit its dtype (narrower than its wide one)."""
+        return self.volume_dtypes[volume] != self.volume_wide_dtypes[volume]
+
+    def widened(self, volumes: Iterable[int] | None = None) -> StackPlan:
+        """This plan with ``volumes`` (default: all) read in their wide dtype, as
+        :func:`medipy.io.dicom.image` reads a stack whose values do not fit the narrow one."""
+        chosen = set(range(self.count) if volumes is None else volumes)
+        dtypes = tuple(w if t in chosen else d
+                       for t, (d, w) in enumerate(zip(self.volume_dtypes, self.volume_wide_dtypes, strict=True)))
+        return replace(self, volume_dtypes=dtypes, dtype=str(np.result_type(*dtypes)))
 
     @property
     def is_4d(self) -> bool:
@@ -222,11 +237,11 @@ def _metadata(headers: Sequence[Sequence[Sequence[tuple[str, str]]]]) -> tuple[d
     return shared, per_slice
 
 
-def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGeometry, np.dtype]],
+def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGeometry, OutputDtypes]],
                 records: Sequence[SliceRecord], headers: Sequence[Sequence[tuple[str, str]]]) -> StackPlan:
     volumes = [c[0] for c in candidates]
     geometry = candidates[0][1]
-    dtype = np.result_type(*[c[2] for c in candidates])  # as medipy.io.dicom.image4d
+    dtype = np.result_type(*[c[2].narrow for c in candidates])  # as medipy.io.dicom.image4d
     first = records[volumes[0][0]]
     stacks = [[records[i] for i in volume] for volume in volumes]
     shared, per_slice = _metadata([[headers[i] for i in volume] for volume in volumes])
@@ -247,7 +262,8 @@ def _stack_plan(path: str, index: int, candidates: list[tuple[list[int], StackGe
         packed=pack_slices(Slices(tuple(tuple(records[i] for i in volume) for volume in volumes),
                                   tuple(float(g) for g in geometry.gaps), per_slice)),
         dtype=str(dtype),
-        volume_dtypes=tuple(str(c[2]) for c in candidates),
+        volume_dtypes=tuple(str(c[2].narrow) for c in candidates),
+        volume_wide_dtypes=tuple(str(c[2].wide) for c in candidates),
         volume_axis=("" if len(stacks) == 1 else "time" if first.samples_per_pixel > 1 else volume_axis(stacks)),
         origin=tuple(float(v) for v in geometry.origin),
         spacing=tuple(float(v) for v in geometry.spacing),
@@ -282,11 +298,11 @@ def plan_series(group: tuple[str, Sequence[ScannedFile]], *, four_d: bool = True
     records = [r for f in files for r in f.records]
     headers = [h for f in files for h in f.headers]
     series_name = f"series-{node_name(key)}"
-    candidates: list[tuple[list[int], StackGeometry, np.dtype]] = []
+    candidates: list[tuple[list[int], StackGeometry, OutputDtypes]] = []
     for stack in split_stacks(records):
         ordered = [records[i] for i in stack]
         try:
-            dtype = output_dtype(ordered)
+            dtype = output_dtypes(ordered)
             geometry = stack_geometry(ordered)
         except (MedipyError, ValueError) as exc:
             reason = getattr(exc, "reason", str(exc))

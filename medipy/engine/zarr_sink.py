@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,9 +27,10 @@ from medipy.engine.plan import StackPlan
 from medipy.engine.scan import FileIssue
 from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.engine.zarr_json import array_document, is_local_store, require_groups, write_array, write_group
+from medipy.errors import ValueRangeError
 from medipy.io.dicom.record import SliceRecord, plain_state
 
-__all__ = ["COMPRESSIONS", "SinkOptions", "StackBatch", "WriteJob", "create_image", "finish_image",
+__all__ = ["COMPRESSIONS", "SinkOptions", "StackBatch", "Widen", "WriteJob", "create_image", "finish_image",
            "image_attributes", "medipy_attributes", "shard_count", "stack_bytes", "stack_summary", "write_batch",
            "write_item", "write_jobs", "write_root", "write_shard"]
 
@@ -75,9 +76,19 @@ class WriteJob:
     colour: bool
     four_d: bool
     rescale_dtype: str
+    volume: int = 0
+    check: bool = False
 
 
 plain_state(WriteJob)
+
+
+class Widen(NamedTuple):
+    """What a write task returns when values of a stack do not fit the narrow dtype they were read in: the
+    volumes to read in their wide dtype (:meth:`~medipy.engine.plan.StackPlan.widened`); the task's shards
+    were not written, and the stack is written again in the wide dtype."""
+
+    volumes: tuple[int, ...]
 
 
 def medipy_attributes(node: Any) -> dict[str, Any]:
@@ -230,12 +241,18 @@ def write_jobs(root: str, plan: StackPlan, options: SinkOptions) -> list[WriteJo
             if plan.is_4d:
                 region = (slice(t, t + 1), *region)
             jobs.append(WriteJob(array_path, region, volume[z:z + shard], plan.dtype, colour, plan.is_4d,
-                                plan.volume_dtypes[t]))
+                                plan.volume_dtypes[t], t, plan.checked(t)))
     return jobs
 
 
 def write_shard(job: WriteJob) -> list[FileIssue]:
-    """Read the slices of one shard and write them (the task run by workers); returns unreadable slices."""
+    """Read the slices of one shard and write them (the task run by workers); returns unreadable slices.
+
+    Raises
+    ------
+    ValueRangeError
+        ``job.check`` and values do not fit ``job.rescale_dtype`` (nothing written).
+    """
     return _write_shard(job)[1]
 
 
@@ -243,7 +260,7 @@ def _write_shard(job: WriteJob) -> tuple[np.ndarray, list[FileIssue]]:
     """:func:`write_shard`, also returning the values written, as read: (z, y, x[, samples])."""
     import zarr
 
-    read, issues = read_block(job.records, job.dtype, report=True, rescale_dtype=job.rescale_dtype)
+    read, issues = read_block(job.records, job.dtype, report=True, rescale_dtype=job.rescale_dtype, check=job.check)
     values = np.moveaxis(read, -1, 0) if job.colour else read
     if job.four_d:
         values = values[np.newaxis]
@@ -285,26 +302,40 @@ def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]
         when ``batch.thumbnails``, its PNG thumbnail made from the values written (None when its first
         volume is not one shard: :func:`medipy.engine.thumbnails.stack_thumbnail` reads it back).
     """
-    from medipy.engine.thumbnails import volume_thumbnail
-
     out: list[tuple[list[FileIssue], bytes | None]] = []
     for plan in batch.plans:
-        create_image(batch.root, plan, batch.options, source_root=batch.source_root, describe=False)
-        issues: list[FileIssue] = []
-        thumbnail = None
-        for number, job in enumerate(write_jobs(batch.root, plan, batch.options)):
-            values, found = _write_shard(job)
-            issues.extend(i.relative_to(batch.source_root) for i in found)
-            if number == 0 and batch.thumbnails and values.shape[0] == plan.depth:  # the whole first volume
-                thumbnail = volume_thumbnail(values, plan.spacing)
-        issues.sort(key=lambda i: (i.path, i.kind))
-        finish_image(batch.root, plan, issues, source_root=batch.source_root)
-        out.append((issues, thumbnail))
+        out.append(_write_whole(batch, plan))
     return out
 
 
+def _write_whole(batch: StackBatch, plan: StackPlan) -> tuple[list[FileIssue], bytes | None]:
+    """One stack of :func:`write_batch`: written again in the wide dtype of the volumes whose values do not
+    fit the narrow one (found on the first pass; the other volumes fit, so there is no third)."""
+    from medipy.engine.thumbnails import volume_thumbnail
+
+    create_image(batch.root, plan, batch.options, source_root=batch.source_root, describe=False)
+    issues: list[FileIssue] = []
+    thumbnail = None
+    widen: set[int] = set()
+    for number, job in enumerate(write_jobs(batch.root, plan, batch.options)):
+        try:
+            values, found = _write_shard(job)
+        except ValueRangeError:
+            widen.add(job.volume)
+            continue
+        issues.extend(i.relative_to(batch.source_root) for i in found)
+        if number == 0 and batch.thumbnails and values.shape[0] == plan.depth:  # the whole first volume
+            thumbnail = volume_thumbnail(values, plan.spacing)
+    if widen:
+        logger.info("%s: values do not fit %s, written as %s", plan.path, plan.dtype, plan.widened(widen).dtype)
+        return _write_whole(batch, plan.widened(widen))
+    issues.sort(key=lambda i: (i.path, i.kind))
+    finish_image(batch.root, plan, issues, source_root=batch.source_root)
+    return issues, thumbnail
+
+
 def write_item(item: WriteJob | Sequence[WriteJob] | StackBatch
-               ) -> list[FileIssue] | list[tuple[list[FileIssue], bytes | None]]:
+               ) -> list[FileIssue] | Widen | list[tuple[list[FileIssue], bytes | None]]:
     """The write task of :func:`medipy.engine.conversion.write_stacks`: :func:`write_batch` of a batch of
     whole stacks, :func:`write_shard` of one shard or of each of several.
 
@@ -315,14 +346,20 @@ def write_item(item: WriteJob | Sequence[WriteJob] | StackBatch
 
     Returns
     -------
-    list
-        What :func:`write_batch` returns for a batch; else the unreadable slices of the shards, together.
+    list or Widen
+        What :func:`write_batch` returns for a batch; else the unreadable slices of the shards, together, or
+        :class:`Widen` when values of some of them do not fit their narrow dtype (each shard is tried).
     """
     if isinstance(item, StackBatch):
         return write_batch(item)
-    if isinstance(item, WriteJob):
-        return write_shard(item)
-    return [issue for job in item for issue in write_shard(job)]
+    issues: list[FileIssue] = []
+    widen: set[int] = set()
+    for job in (item,) if isinstance(item, WriteJob) else item:
+        try:
+            issues.extend(write_shard(job))
+        except ValueRangeError:
+            widen.add(job.volume)
+    return Widen(tuple(sorted(widen))) if widen else issues
 
 
 def stack_bytes(plan: StackPlan) -> int:

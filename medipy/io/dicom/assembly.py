@@ -179,8 +179,8 @@ def image(datasets: Sequence[Dataset]) -> Image:
     headers = [headers[i] for i in order]
     records = [records[i] for i in order]
     geometry = stack_geometry(records)
-    dtype = output_dtype(records)
     values = _read_pixels(headers, records)
+    dtype = output_dtype(records, values)
     data = np.stack([rescale(v, r, dtype) for v, r in zip(values, records, strict=True)])
     image_meta = image_metadata(headers, records, geometry)
     for warning in geometry.warnings:

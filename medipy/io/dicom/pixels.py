@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
-from medipy.errors import PixelDecodeError
+from medipy.errors import PixelDecodeError, ValueRangeError
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = [
@@ -24,7 +24,10 @@ __all__ = [
     "fit_bits_stored",
     "frame_pixels",
     "mosaic_tile",
+    "OutputDtypes",
+    "fits",
     "output_dtype",
+    "output_dtypes",
     "read_native_slice",
     "record_pixels",
     "rescale",
@@ -215,7 +218,7 @@ def _native_offset_read(record: SliceRecord) -> np.ndarray | None:
     return values if dtype.isnative else values.astype(dtype.newbyteorder("="))
 
 
-def read_native_slice(record: SliceRecord, out: np.ndarray) -> bool:
+def read_native_slice(record: SliceRecord, out: np.ndarray, *, check: bool = False) -> bool:
     """Real-world values of one native slice read at its recorded offset into ``out``, in one pass or two.
 
     The fast path of :func:`record_pixels` followed by :func:`rescale` for integer output (slope 1, whole
@@ -229,6 +232,8 @@ def read_native_slice(record: SliceRecord, out: np.ndarray) -> bool:
         The slice.
     out
         A C-contiguous (rows, columns) array of the stack's integer output dtype.
+    check
+        Check that the values fit in ``out``'s dtype (see :func:`fits`) before writing them.
 
     Returns
     -------
@@ -240,6 +245,8 @@ def read_native_slice(record: SliceRecord, out: np.ndarray) -> bool:
     ------
     PixelDecodeError
         The file is shorter than its Pixel Data, or Pixel Data does not match the header.
+    ValueRangeError
+        ``check`` and a value does not fit (``out`` then holds the slice's stored values, not its own).
     """
     if out.dtype.kind not in "iu" or not out.flags.c_contiguous or out.shape != (record.rows, record.columns):
         return False
@@ -257,6 +264,8 @@ def read_native_slice(record: SliceRecord, out: np.ndarray) -> bool:
             np.right_shift(target, shift, out=target)
         else:
             np.bitwise_and(target, np.asarray((1 << record.bits_stored) - 1, dtype=dtype), out=target)
+    if check and not fits(target, record, out.dtype):
+        raise ValueRangeError(f"real-world values out of the range of {out.dtype}", record.path)
     intercept = int(record.rescale_intercept)
     if target is out:
         if intercept:
@@ -316,28 +325,97 @@ def _stored_range(record: SliceRecord) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def output_dtype(records: Sequence[SliceRecord]) -> np.dtype:
-    """The dtype of a stack's real-world values (Rescale Slope/Intercept applied per slice).
+class OutputDtypes(NamedTuple):
+    """The dtypes a stack's real-world values can have (see :func:`output_dtypes`)."""
 
-    The stored integer dtype is kept when every slope is 1, every intercept integral and the rescaled range
-    (from Bits Stored and Pixel Representation, so it is known before any pixel is read) fits in it; else
-    the smallest signed integer dtype holding that range; else float32. Colour data keeps its dtype.
-    """
-    first = records[0]
-    stored = stored_dtype(first)
-    if first.samples_per_pixel > 1:
-        return stored
-    slopes = {r.rescale_slope for r in records}
-    intercepts = [r.rescale_intercept for r in records]
-    if slopes != {1.0} or any(not float(i).is_integer() for i in intercepts):
-        return np.dtype(np.float32)
-    low, high = _stored_range(first)
-    low, high = low + int(min(intercepts)), high + int(max(intercepts))
+    #: The dtype kept when every value fits in it.
+    narrow: np.dtype
+    #: The dtype holding every value Bits Stored allows (known before any pixel is read).
+    wide: np.dtype
+
+    @property
+    def checked(self) -> bool:
+        """True when the values decide between the two (else both are the same dtype)."""
+        return self.narrow != self.wide
+
+
+def _first_holding(stored: np.dtype, low: int, high: int) -> np.dtype | None:
     for candidate in (stored, np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)):
         info = np.iinfo(candidate)
         if info.min <= low and high <= info.max and candidate.itemsize >= stored.itemsize:
             return candidate
-    return np.dtype(np.float32)
+    return None
+
+
+def output_dtypes(records: Sequence[SliceRecord]) -> OutputDtypes:
+    """The two dtypes a stack's real-world values (Rescale Slope/Intercept applied per slice) can have.
+
+    With every slope 1 and every intercept integral, ``narrow`` is the stored integer dtype, or the first of
+    int16, int32, int64 at least as wide that holds every intercept (the value of a stored 0: signed when an
+    intercept is negative), and ``wide`` the first of those that holds the whole range Bits Stored and Pixel
+    Representation allow after rescale. Both are float32 when a slope is not 1 or an intercept not integral,
+    the stored dtype for colour data. The stack's dtype is ``narrow`` when every value fits in it, else
+    ``wide`` (:func:`output_dtype`): a CT stored as 16-bit signed with intercept -1024 stays int16 (the
+    range of 16 bits after rescale would need int32, its values do not), as API.md asks ("integer dtype kept
+    when ... the values fit"). When ``narrow == wide`` no value needs to be looked at.
+
+    Parameters
+    ----------
+    records
+        The slices of one stack.
+
+    Returns
+    -------
+    OutputDtypes
+    """
+    first = records[0]
+    stored = stored_dtype(first)
+    if first.samples_per_pixel > 1:
+        return OutputDtypes(stored, stored)
+    slopes = {r.rescale_slope for r in records}
+    intercepts = [r.rescale_intercept for r in records]
+    if slopes != {1.0} or any(not float(i).is_integer() for i in intercepts):
+        return OutputDtypes(np.dtype(np.float32), np.dtype(np.float32))
+    shifts = int(min(intercepts)), int(max(intercepts))
+    low, high = _stored_range(first)
+    wide = _first_holding(stored, low + shifts[0], high + shifts[1]) or np.dtype(np.float32)
+    narrow = _first_holding(stored, min(shifts[0], 0), max(shifts[1], 0)) or wide
+    if wide.kind == "f" or wide.itemsize < narrow.itemsize:
+        narrow = wide
+    return OutputDtypes(narrow, wide)
+
+
+def fits(values: np.ndarray, record: SliceRecord, dtype: np.dtype) -> bool:
+    """Whether the real-world values of stored ``values`` (fitted to Bits Stored) fit in the integer
+    ``dtype`` (slope 1, integral intercept: ``values + intercept``); True for any other dtype."""
+    if dtype.kind not in "iu" or values.dtype.kind not in "iu" or not values.size:
+        return True
+    info = np.iinfo(dtype)
+    intercept = int(record.rescale_intercept)
+    return bool(info.min - intercept <= values.min() and values.max() <= info.max - intercept)
+
+
+def output_dtype(records: Sequence[SliceRecord], values: Sequence[np.ndarray] | None = None) -> np.dtype:
+    """The dtype of a stack's real-world values (Rescale Slope/Intercept applied per slice).
+
+    Parameters
+    ----------
+    records
+        The slices of one stack.
+    values
+        Their stored values (fitted to Bits Stored), in the same order. Without them, the wide dtype.
+
+    Returns
+    -------
+    numpy.dtype
+        ``narrow`` of :func:`output_dtypes` when every value fits in it, else ``wide``.
+    """
+    dtypes = output_dtypes(records)
+    if values is None:
+        return dtypes.wide
+    if dtypes.checked and all(fits(v, r, dtypes.narrow) for v, r in zip(values, records, strict=True)):
+        return dtypes.narrow
+    return dtypes.wide
 
 
 def rescale(values: np.ndarray, record: SliceRecord, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
