@@ -158,7 +158,8 @@ def test_engine_writes_the_dtype_and_values_of_image(tmp_path: Path, monkeypatch
         if path == "shards":  # the array was made again with the wide dtype's chunks: no stray shard
             assert group["0"].shards[-3] == max(1, sink.shard_bytes // (64 * reference.data.dtype.itemsize))
     wraps = expected[series["wraps"][0].SeriesInstanceUID]
-    assert wraps.data.dtype == np.int32 and wraps.data.min() == -33792
+    assert wraps.data.dtype == np.int32
+    assert wraps.data.min() == -33792
 
 
 def test_stack_array_checks_the_values_of_a_narrow_plan(tmp_path: Path) -> None:
@@ -167,7 +168,8 @@ def test_stack_array_checks_the_values_of_a_narrow_plan(tmp_path: Path) -> None:
         plans, _ = plan_export(list_files(tmp_path / "export"), runner)
         stacks = {s.series_instance_uid: s for p in plans for s in p.stacks}
         fits = stacks[series["fits"][0].SeriesInstanceUID]
-        assert fits.dtype == "int16" and fits.checked(0)
+        assert fits.dtype == "int16"
+        assert fits.checked(0)
         (values,) = runner.compute(stack_array(fits))
         np.testing.assert_array_equal(values, medipy.io.dicom.image(series["fits"]).data)
         assert values.dtype == np.int16
