@@ -212,8 +212,8 @@ def stack_array(plan: StackPlan, *, shard_bytes: int = SHARD_BYTES, chunk_bytes:
         Same layout, values and dtype as :func:`medipy.io.dicom.image` (colour samples on a trailing axis),
         in ``plan.dtype``. A stack whose values the plan cannot know to fit its narrow dtype
         (:meth:`~medipy.engine.plan.StackPlan.checked`) has them checked as they are read: a chunk that does
-        not fit raises :class:`~medipy.errors.ValueRangeError` (never wrapped values); ``plan.widened()``
-        then gives the dtype :func:`~medipy.io.dicom.image` takes for it.
+        not fit raises :class:`~medipy.errors.ValueRangeError` (never wrapped values); assemble
+        ``plan.widened()`` (every volume in its wide dtype, which :func:`~medipy.io.dicom.image` then takes).
 
     Examples
     --------

@@ -20,12 +20,12 @@ from medipy.errors import PixelDecodeError, ValueRangeError
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = [
+    "OutputDtypes",
     "decode",
     "fit_bits_stored",
     "frame_pixels",
-    "mosaic_tile",
-    "OutputDtypes",
     "fits",
+    "mosaic_tile",
     "output_dtype",
     "output_dtypes",
     "read_native_slice",
@@ -386,13 +386,27 @@ def output_dtypes(records: Sequence[SliceRecord]) -> OutputDtypes:
 
 
 def fits(values: np.ndarray, record: SliceRecord, dtype: np.dtype) -> bool:
-    """Whether the real-world values of stored ``values`` (fitted to Bits Stored) fit in the integer
-    ``dtype`` (slope 1, integral intercept: ``values + intercept``); True for any other dtype."""
+    """Whether the real-world values of a slice fit in an integer dtype.
+
+    Parameters
+    ----------
+    values
+        The slice's stored values, fitted to Bits Stored (:func:`fit_bits_stored`).
+    record
+        The slice (its intercept; an integer ``dtype`` means slope 1 and a whole intercept).
+    dtype
+        The dtype to hold ``values + intercept``.
+
+    Returns
+    -------
+    bool
+        True when every value fits (or ``dtype`` is not an integer dtype).
+    """
     if dtype.kind not in "iu" or values.dtype.kind not in "iu" or not values.size:
         return True
     info = np.iinfo(dtype)
     intercept = int(record.rescale_intercept)
-    return bool(info.min - intercept <= values.min() and values.max() <= info.max - intercept)
+    return info.min - intercept <= int(values.min()) and int(values.max()) <= info.max - intercept
 
 
 def output_dtype(records: Sequence[SliceRecord], values: Sequence[np.ndarray] | None = None) -> np.dtype:
