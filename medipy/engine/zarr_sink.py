@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from medipy.engine.arrays import CHUNK_BYTES, SHARD_BYTES, block_slices, read_block
-from medipy.engine.plan import StackPlan
+from medipy.engine.plan import Slices, StackPlan
 from medipy.engine.scan import FileIssue
 from medipy.engine.shards import shard_layout, shard_origin, write_whole_shard
 from medipy.engine.zarr_json import array_document, is_local_store, require_groups, write_array, write_group
@@ -124,8 +124,9 @@ def _relative(path: str | None, root: str | None) -> str | None:
 
 
 def image_attributes(plan: StackPlan, *, source_root: str | None = None, complete: bool = False,
-                     issues: Sequence[FileIssue] = ()) -> dict[str, Any]:
-    """The ``ome`` and ``medipy`` attributes of an image group (JSON-ready)."""
+                     issues: Sequence[FileIssue] = (), slices: Slices | None = None) -> dict[str, Any]:
+    """The ``ome`` and ``medipy`` attributes of an image group (JSON-ready); ``slices``: the plan's, when
+    already unpacked."""
     lead = [1.0] * (int(plan.is_4d) + int(plan.samples > 1))
     transforms = [
         {"type": "scale", "scale": lead + list(plan.spacing)},
@@ -143,7 +144,7 @@ def image_attributes(plan: StackPlan, *, source_root: str | None = None, complet
     def per_volume(values: list[list[Any]]) -> Any:
         return values if plan.is_4d else values[0]
 
-    slices = plan.unpack()
+    slices = slices if slices is not None else plan.unpack()
 
     medipy = {
         "version": FORMAT_VERSION,
@@ -226,14 +227,14 @@ def shard_count(plan: StackPlan, options: SinkOptions) -> int:
     return plan.count * -(-plan.depth // shard)
 
 
-def write_jobs(root: str, plan: StackPlan, options: SinkOptions) -> list[WriteJob]:
-    """One job per shard of a stack's array."""
+def write_jobs(root: str, plan: StackPlan, options: SinkOptions, slices: Slices | None = None) -> list[WriteJob]:
+    """One job per shard of a stack's array (``slices``: the plan's, when already unpacked)."""
     _, shard = block_slices(plan, options.shard_bytes, options.chunk_bytes)
     array_path = os.path.join(root, *plan.path.split("/"), "0")
     depth = plan.depth
     colour = plan.samples > 1
     jobs: list[WriteJob] = []
-    for t, volume in enumerate(plan.volumes):
+    for t, volume in enumerate((slices if slices is not None else plan.unpack()).volumes):
         for z in range(0, depth, shard):
             region: tuple[slice, ...] = (slice(z, min(z + shard, depth)),)
             if colour:
@@ -308,16 +309,19 @@ def write_batch(batch: StackBatch) -> list[tuple[list[FileIssue], bytes | None]]
     return out
 
 
-def _write_whole(batch: StackBatch, plan: StackPlan) -> tuple[list[FileIssue], bytes | None]:
+def _write_whole(batch: StackBatch, plan: StackPlan, slices: Slices | None = None
+                 ) -> tuple[list[FileIssue], bytes | None]:
     """One stack of :func:`write_batch`: written again in the wide dtype of the volumes whose values do not
-    fit the narrow one (found on the first pass; the other volumes fit, so there is no third)."""
+    fit the narrow one (found on the first pass; the other volumes fit, so there is no third). Its slices are
+    unpacked once."""
     from medipy.engine.thumbnails import volume_thumbnail
 
+    slices = slices if slices is not None else plan.unpack()
     create_image(batch.root, plan, batch.options, source_root=batch.source_root, describe=False)
     issues: list[FileIssue] = []
     thumbnail = None
     widen: set[int] = set()
-    for number, job in enumerate(write_jobs(batch.root, plan, batch.options)):
+    for number, job in enumerate(write_jobs(batch.root, plan, batch.options, slices)):
         try:
             values, found = _write_shard(job)
         except ValueRangeError:
@@ -328,9 +332,9 @@ def _write_whole(batch: StackBatch, plan: StackPlan) -> tuple[list[FileIssue], b
             thumbnail = volume_thumbnail(values, plan.spacing)
     if widen:
         logger.info("%s: values do not fit %s, written as %s", plan.path, plan.dtype, plan.widened(widen).dtype)
-        return _write_whole(batch, plan.widened(widen))
+        return _write_whole(batch, plan.widened(widen), slices)
     issues.sort(key=lambda i: (i.path, i.kind))
-    finish_image(batch.root, plan, issues, source_root=batch.source_root)
+    finish_image(batch.root, plan, issues, source_root=batch.source_root, slices=slices)
     return issues, thumbnail
 
 
@@ -377,12 +381,12 @@ def stack_bytes(plan: StackPlan) -> int:
     return int(np.prod(plan.shape)) * np.dtype(plan.dtype).itemsize
 
 
-def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, source_root: str | None = None
-                 ) -> None:
+def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, source_root: str | None = None,
+                 slices: Slices | None = None) -> None:
     """Mark a stack complete (all shards written); slices that could not be read are listed, not hidden."""
     import zarr
 
-    attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues)
+    attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues, slices=slices)
     folder = os.path.join(root, *plan.path.split("/"))
     if is_local_store(folder):  # the group create_image made: its document rewritten whole
         write_group(folder, attributes)
