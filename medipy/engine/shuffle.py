@@ -21,6 +21,7 @@ import pickle
 import shutil
 import socket
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -29,7 +30,7 @@ from typing import Any
 from medipy.engine.plan import SeriesPlan, plan_series
 from medipy.engine.scan import FileIssue, ScannedFile, ScanOptions, scan_bag, scan_chunks, scan_files
 
-__all__ = ["plan_bag", "plan_files", "remove_stale_shuffles", "sort_plans", "split_planned"]
+__all__ = ["plan_bag", "plan_files", "remove_shuffle", "remove_stale_shuffles", "sort_plans", "split_planned"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,38 @@ def plan_files(paths: Sequence[str], runner, *, options: ScanOptions | None = No
     parent = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
     prefix = _shuffle_prefix()
     remove_stale_shuffles(parent, prefix)
-    with tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=parent) as folder:
+    folder = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
+    try:
         (items,) = compute(_disk_plan_bag(paths, runner.workers, options, four_d, folder))
+    finally:
+        remove_shuffle(folder)
     return split_planned(items)
+
+
+#: How long :func:`remove_shuffle` waits for the scan tasks still writing into a shuffle folder (seconds).
+REMOVAL_WAIT = 2.0
+
+
+def remove_shuffle(folder: str, wait: float = REMOVAL_WAIT) -> bool:
+    """Remove a run's shuffle folder, again while scan tasks still write into it.
+
+    On Ctrl-C the client and its workers are interrupted together: a worker inside a C call (writing a bucket)
+    finishes it first, so that a bucket file can appear while the client removes the folder (the removal then
+    fails on a folder that is not empty) or just after. The folder is removed again until it stays removed, for
+    up to ``wait`` seconds; what is left then is removed by the next run on this machine
+    (:func:`remove_stale_shuffles`).
+
+    Returns
+    -------
+    bool
+        True when the folder is gone.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning("could not remove %s (the next run on this machine removes it)", folder)
+            return False
+        time.sleep(0.02)
