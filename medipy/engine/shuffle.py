@@ -240,10 +240,17 @@ def remove_shuffle(folder: str, wait: float = REMOVAL_WAIT) -> bool:
     """Remove a run's shuffle folder, again while scan tasks still write into it.
 
     On Ctrl-C the client and its workers are interrupted together: a worker inside a C call (writing a bucket)
-    finishes it first, so that a bucket file can appear while the client removes the folder (the removal then
-    fails on a folder that is not empty) or just after. The folder is removed again until it stays removed, for
-    up to ``wait`` seconds; what is left then is removed by the next run on this machine
-    (:func:`remove_stale_shuffles`).
+    finishes it first, so that a bucket file can appear while the client removes the folder, whose removal
+    then fails on a folder that is not empty. The removal is tried again until the folder is gone (a worker
+    cannot create it again), for up to ``wait`` seconds; what is left then is removed by the next run on this
+    machine (:func:`remove_stale_shuffles`).
+
+    Parameters
+    ----------
+    folder
+        The shuffle folder of this run.
+    wait
+        Seconds to keep trying.
 
     Returns
     -------
