@@ -137,7 +137,8 @@ def test_engine_writes_the_dtype_and_values_of_image(tmp_path: Path, monkeypatch
     assert {str(i.data.dtype) for i in expected.values()} == {"int16", "int32"}
     sink = SinkOptions()
     cluster = ClusterOptions("synchronous")
-    if path == "shards":  # every stack by the client's shard path, 2 slices per shard, in worker processes
+    if path == "shards":  # every stack by the client's shard path, in worker processes, 2 shards per volume
+        # (4 int16 or 2 int32 slices per shard)
         monkeypatch.setattr(conversion, "BATCH_BYTES", 0)
         sink = SinkOptions(shard_bytes=2 * 8 * 8 * 4, chunk_bytes=8 * 8 * 2)
         cluster = ClusterOptions("processes", workers=2)
