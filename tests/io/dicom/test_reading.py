@@ -195,3 +195,118 @@ def test_any_truncation_gives_a_medipy_error(testdata: Path, tmp_path: Path, sou
         except (NotDicomError, BrokenDicomError):
             failures += 1
     assert failures > 0
+
+
+# --- the scan's parse from a window of the file's first bytes (reading._read_windowed) -----------------------
+
+
+def _native_file(path: Path, *, implicit: bool = False, before_pixels: bytes | None = None,
+                 trailing: bool = False, rows: int = 256) -> np.ndarray:
+    """A CT-like file with native pixels (a ``before_pixels`` private OB value and a trailing padding element
+    when asked); returns its pixels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+    pixels = (np.arange(rows * rows, dtype=np.int16).reshape(rows, rows) % 2000) - 1000
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.Modality, ds.SeriesInstanceUID = "Test^Window", "CT", generate_uid()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 0], [1, 0, 0, 0, 1, 0]
+    ds.Rows = ds.Columns = rows
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    if before_pixels is not None:
+        ds.add_new(0x00290010, "LO", "MEDIPY TEST")
+        ds.add_new(0x00291010, "OB", before_pixels)
+    ds.PixelData = pixels.tobytes()
+    if trailing:
+        ds.add_new(0xFFFCFFFC, "OB", b"\0" * 64)  # Data Set Trailing Padding
+    ds.save_as(path, enforce_file_format=True)
+    return pixels
+
+
+def _same_dataset(ours, theirs) -> None:
+    """Same elements (raw or not, VR, length, value, where the value is), meta, encoding and file name."""
+    def elements(ds):
+        return [(int(e.tag), e.VR, getattr(e, "length", None), e.value, getattr(e, "value_tell", None))
+                for e in ds._dict.values()]
+
+    assert elements(ours) == elements(theirs)
+    assert elements(ours.file_meta) == elements(theirs.file_meta)
+    assert ours.preamble == theirs.preamble
+    assert ours.original_encoding == theirs.original_encoding
+    assert ours.original_character_set == theirs.original_character_set
+    assert ours.filename == theirs.filename
+    assert ours.timestamp == theirs.timestamp
+
+
+def _parse_both(path: Path):
+    import pydicom
+
+    from medipy.io.dicom.reading import parse_file
+
+    ours = parse_file(str(path), defer_size=1024, check="lengths")
+    theirs = pydicom.dcmread(str(path), defer_size=1024, force=True)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+def test_windowed_parse_of_native_pixels_is_pydicoms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     implicit: bool) -> None:
+    import pydicom
+
+    from medipy.io.dicom import reading
+
+    path = tmp_path / "native.dcm"
+    pixels = _native_file(path, implicit=implicit)
+    assert path.stat().st_size > reading.WINDOW_BYTES  # the window holds the header only
+    theirs = pydicom.dcmread(str(path), defer_size=1024, force=True)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the header was parsed from the file, not from the window")
+
+    monkeypatch.setattr(reading.pydicom, "dcmread", refused)
+    ours = reading.parse_file(str(path), defer_size=1024, check="lengths")
+    monkeypatch.undo()
+    _same_dataset(ours, theirs)
+    assert ours.buffer is None
+    np.testing.assert_array_equal(ours.pixel_array, pixels)  # the deferred value, read from the file by name
+    assert ours.PatientName == "Test^Window"
+
+
+@pytest.mark.parametrize("case", ["small", "long header", "trailing padding", "false pixel data tag",
+                                  "compressed"])
+def test_windowed_parse_falls_back_to_pydicoms_parse(tmp_path: Path, testdata: Path, case: str) -> None:
+    """Whatever the window cannot hold for sure is parsed from the file: the dataset is pydicom's."""
+    from medipy.io.dicom import reading
+
+    path = tmp_path / "file.dcm"
+    if case == "small":  # the whole file fits the window
+        path.write_bytes((testdata / PYDICOM / "CT_small.dcm").read_bytes())
+        assert path.stat().st_size < reading.WINDOW_BYTES
+    elif case == "long header":  # the Pixel Data starts past the window
+        _native_file(path, before_pixels=bytes(range(256)) * 300)
+    elif case == "trailing padding":  # an element after the Pixel Data: it does not end the file
+        _native_file(path, trailing=True)
+    elif case == "false pixel data tag":  # in the window, a value holding the bytes of a Pixel Data header with
+        marker = b"\xe0\x7f\x10\x00OW\x00\x00" + b"LEN!"  # a length to the end of the file; header past it
+        _native_file(path, before_pixels=b"\x01" * 100 + marker + b"\x02" * 80000)
+        data = path.read_bytes()
+        at = data.index(marker)
+        data = data.replace(b"LEN!", (len(data) - at - 12).to_bytes(4, "little"))
+        path.write_bytes(data)
+        assert reading._native_pixels_at(data[:reading.WINDOW_BYTES], len(data)) == at + 12  # found, but false
+    else:  # encapsulated Pixel Data of undefined length
+        path.write_bytes((testdata / PYDICOM / "MR_small_RLE.dcm").read_bytes())
+    ours, theirs = _parse_both(path)
+    _same_dataset(ours, theirs)
+    if case == "trailing padding":
+        assert 0xFFFCFFFC in ours
+    np.testing.assert_array_equal(ours.pixel_array, theirs.pixel_array)
