@@ -212,27 +212,28 @@ def _metadata(headers: Sequence[Sequence[Sequence[tuple[str, str]]]]) -> tuple[d
     tables = [[dict(h) for h in volume] for volume in headers]
     flat = [h for volume in tables for h in volume]
     tags = sorted({tag for h in flat for tag in h})
-    parsed: dict[str, Any] = {}
+    parsed: dict[str | None, Any] = {None: None}
 
-    def load(text: str | None) -> Any:
-        if text is None:
-            return None
-        if text not in parsed:
-            parsed[text] = json.loads(text)
-        return parsed[text]
-
-    def same(text: str | None, first: str) -> bool:
-        return text is not None and (text is first or text == first or load(text) == load(first))
+    def load_all(texts: Sequence[str | None]) -> None:  # one json.loads for all the new texts of a column
+        new = list(dict.fromkeys(t for t in texts if t not in parsed))
+        if new:
+            parsed.update(zip(new, json.loads("[" + ",".join(new) + "]"), strict=True))  # type: ignore[arg-type]
 
     shared: dict[str, Any] = {}
     per_slice: dict[str, Any] = {}
     for tag in tags:
-        first = flat[0].get(tag)
-        if first is not None and all(same(h.get(tag), first) for h in flat):
-            shared[tag] = load(first)
+        column = [h.get(tag) for h in flat]
+        first = column[0]
+        if first is not None and column.count(first) == len(column):  # equal texts (mostly the same objects)
+            load_all([first])
+            shared[tag] = parsed[first]
+            continue
+        load_all(column)
+        if first is not None and None not in column and all(parsed[t] == parsed[first] for t in column):
+            shared[tag] = parsed[first]  # equal values written differently
             continue
         name = keyword_for_tag(int(tag, 16)) or tag
-        values = [[_entry_value(load(h.get(tag))) for h in volume] for volume in tables]
+        values = [[_entry_value(parsed[h.get(tag)]) for h in volume] for volume in tables]
         per_slice[name] = values if len(tables) > 1 else values[0]
     return shared, per_slice
 

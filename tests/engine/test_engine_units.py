@@ -430,3 +430,29 @@ def test_compressed_multiframe_decodes_only_the_frames_of_each_chunk(tmp_path: P
             np.testing.assert_array_equal(values, expected.data)
             assert sorted(calls, key=lambda i: -1 if i is None else i) == decodes
     np.testing.assert_array_equal(expected.data, frames)
+
+
+def test_shared_and_per_slice_metadata() -> None:
+    """An attribute is shared when every slice holds it with equal values (the same entry, an equal text, or
+    an equal value written differently); else its values are listed per slice (per volume in 4D)."""
+    from medipy.engine.plan import _metadata
+
+    modality = ("00080060", '{"vr":"CS","Value":["MR"]}')
+
+    def header(number: int, thickness: str, echo: str | None) -> tuple[tuple[str, str], ...]:
+        entries = [modality, ("00180050", f'{{"vr":"DS","Value":[{thickness}]}}'),
+                   ("00200013", f'{{"vr":"IS","Value":[{number}]}}'),
+                   ("00200010", "".join(['{"vr":"SH","Value":', '["S1"]}']))]  # equal texts, not the same object
+        if echo is not None:
+            entries.append(("00180081", f'{{"vr":"DS","Value":[{echo}]}}'))
+        return tuple(sorted(entries))
+
+    shared, per_slice = _metadata([[header(1, "2.0", "30"), header(2, "2", "30"), header(3, "2.00", None)]])
+    assert shared == {"00080060": {"vr": "CS", "Value": ["MR"]}, "00180050": {"vr": "DS", "Value": [2.0]},
+                      "00200010": {"vr": "SH", "Value": ["S1"]}}
+    assert per_slice == {"InstanceNumber": [1, 2, 3], "EchoTime": [30, 30, None]}
+
+    shared, per_slice = _metadata([[header(1, "2", "30"), header(2, "2", "30")],
+                                   [header(3, "2", "60"), header(4, "2", "60")]])  # 4D: per volume
+    assert set(shared) == {"00080060", "00180050", "00200010"}
+    assert per_slice == {"InstanceNumber": [[1, 2], [3, 4]], "EchoTime": [[30, 30], [60, 60]]}
