@@ -310,3 +310,46 @@ def test_windowed_parse_falls_back_to_pydicoms_parse(tmp_path: Path, testdata: P
     if case == "trailing padding":
         assert 0xFFFCFFFC in ours
     np.testing.assert_array_equal(ours.pixel_array, theirs.pixel_array)
+
+
+def test_windowed_parse_is_pydicoms_over_the_whole_corpus(testdata: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Part 10 file of the corpus (all vendors, encodings, multi-frame, compressed, broken) parsed as the
+    scan parses it gives the dataset, or the error, of pydicom's parse from the file."""
+    import warnings
+
+    import pydicom
+
+    from medipy.io.dicom import reading
+
+    def from_the_file(fp, head, size, defer_size):
+        fp.seek(0)
+        return pydicom.dcmread(fp, defer_size=defer_size, force=True)
+
+    def parse(path: Path, window: bool):
+        if not window:
+            monkeypatch.setattr(reading, "_read_windowed", from_the_file)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return reading.parse_file(str(path), defer_size=1024, check="lengths")
+        except (BrokenDicomError, NotDicomError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            monkeypatch.undo()
+
+    whole = header = 0  # files held whole by the window; files whose header it holds
+    for path in sorted(p for p in testdata.rglob("*") if p.is_file()):
+        with path.open("rb") as fp:
+            head = fp.read(reading.WINDOW_BYTES)
+        if head[128:132] != b"DICM" or reading._DEFLATED_UID in head[:512]:
+            continue  # parsed from the file as before (no preamble, deflate)
+        size = path.stat().st_size
+        whole += len(head) >= size
+        header += len(head) < size and reading._native_pixels_at(head, size) is not None
+        ours, theirs = parse(path, True), parse(path, False)
+        if isinstance(theirs, str):
+            assert ours == theirs, path
+        else:
+            _same_dataset(ours, theirs)
+    assert whole > 400  # 560 when written
+    assert header > 30  # 48
