@@ -214,23 +214,24 @@ def _metadata(headers: Sequence[Sequence[Sequence[tuple[str, str]]]]) -> tuple[d
     tags = sorted({tag for h in flat for tag in h})
     parsed: dict[str | None, Any] = {None: None}
 
-    def load_all(texts: Sequence[str | None]) -> None:  # one json.loads for all the new texts of a column
+    def load_all(texts: Iterable[str | None]) -> None:  # one json.loads for all the new texts
         new = list(dict.fromkeys(t for t in texts if t not in parsed))
         if new:
             parsed.update(zip(new, json.loads("[" + ",".join(new) + "]"), strict=True))  # type: ignore[arg-type]
 
+    columns = {tag: [h.get(tag) for h in flat] for tag in tags}
+    # equal texts (mostly the same objects): shared without looking at the values
+    same_text = {tag for tag, column in columns.items()
+                 if column[0] is not None and column.count(column[0]) == len(column)}
+    load_all(column[0] for tag, column in columns.items() if tag in same_text)
+    load_all(t for tag, column in columns.items() if tag not in same_text for t in column)
     shared: dict[str, Any] = {}
     per_slice: dict[str, Any] = {}
-    for tag in tags:
-        column = [h.get(tag) for h in flat]
+    for tag, column in columns.items():
         first = column[0]
-        if first is not None and column.count(first) == len(column):  # equal texts (mostly the same objects)
-            load_all([first])
+        if tag in same_text or (first is not None and None not in column
+                                and all(parsed[t] == parsed[first] for t in column)):  # equal values
             shared[tag] = parsed[first]
-            continue
-        load_all(column)
-        if first is not None and None not in column and all(parsed[t] == parsed[first] for t in column):
-            shared[tag] = parsed[first]  # equal values written differently
             continue
         name = keyword_for_tag(int(tag, 16)) or tag
         values = [[_entry_value(parsed[h.get(tag)]) for h in volume] for volume in tables]
