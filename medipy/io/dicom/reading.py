@@ -209,12 +209,13 @@ def _read_windowed(fp: io.BufferedReader, head: bytes, size: int, defer_size: in
 
     The same dataset as ``pydicom.dcmread(fp, defer_size=defer_size, force=True)``, a few percent faster
     (~30-40 us of ~450 per file here): pydicom asks the file for its position ~50 times per header, a system
-    call each time on a buffered file (~0.75 us), a field on bytes in memory (~0.04 us). Bytes in memory are used when they hold the whole file, or every element before a
-    Pixel Data of defined length (native pixels, deferred) that ends the file: pydicom then reads the same
-    bytes in the same order, and skips the same Pixel Data by a seek (checked: its Pixel Data must be where it
-    was found). Otherwise (a longer header, compressed pixels of undefined length, elements after the Pixel
-    Data) the file is parsed as pydicom parses it, from the file. Deferred values are read from the file by
-    name later, as for a file pydicom opened.
+    call each time on a buffered file (~0.75 us), a field on bytes in memory (~0.04 us). Bytes in memory are
+    used when they hold the whole file, or every element before a Pixel Data of defined length (native
+    pixels, deferred) that ends the file: pydicom then reads the same bytes in the same order, and skips the
+    same Pixel Data by a seek (checked: its Pixel Data must be where it was found). Otherwise (a longer
+    header, compressed pixels of undefined length, elements after the Pixel Data) the file is parsed as
+    pydicom parses it, from the file. Deferred values are read from the file by name later, as for a file
+    pydicom opened.
     """
     from pydicom.filereader import read_partial
 
