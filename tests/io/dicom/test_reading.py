@@ -239,7 +239,8 @@ def _same_dataset(ours, theirs) -> None:
                 for e in ds._dict.values()]
 
     assert elements(ours) == elements(theirs)
-    assert elements(ours.file_meta) == elements(theirs.file_meta)
+    # File Meta: the same values (pydicom's parse converts some while looking for the encoding, ours later)
+    assert [(e.tag, e.VR, e.value) for e in ours.file_meta] == [(e.tag, e.VR, e.value) for e in theirs.file_meta]
     assert ours.preamble == theirs.preamble
     assert ours.original_encoding == theirs.original_encoding
     assert ours.original_character_set == theirs.original_character_set
@@ -353,3 +354,49 @@ def test_windowed_parse_is_pydicoms_over_the_whole_corpus(testdata: Path, monkey
             _same_dataset(ours, theirs)
     assert whole > 400  # 560 when written
     assert header > 30  # 48
+
+
+@pytest.mark.parametrize("case", ["command set", "no transfer syntax", "big endian", "native"])
+def test_usual_part10_parse_leaves_the_unusual_to_pydicom(tmp_path: Path, testdata: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """A Command Set, a File Meta without Transfer Syntax, a non-native syntax: read_partial parses them."""
+    from pydicom.dataset import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_file_meta_info
+    from pydicom.filewriter import write_dataset
+
+    from medipy.io.dicom import reading
+
+    path = tmp_path / "file.dcm"
+    _native_file(path, rows=16)
+    if case == "command set":  # (0000,0000) and (0000,0110), implicit VR, between File Meta and dataset
+        command = Dataset()
+        command.CommandGroupLength, command.MessageID = 8, 7
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, True
+        write_dataset(buffer, command)
+        data = path.read_bytes()
+        meta_end = 132 + 12 + read_file_meta_info(path).FileMetaInformationGroupLength
+        path.write_bytes(data[:meta_end] + buffer.getvalue() + data[meta_end:])
+    elif case == "no transfer syntax":
+        path.write_bytes((testdata / PYDICOM / "meta_missing_tsyntax.dcm").read_bytes())
+    elif case == "big endian":
+        path.write_bytes((testdata / PYDICOM / "MR_small_bigendian.dcm").read_bytes())
+    usual = reading._read_native_part10
+    results = []
+
+    def spy(*args):
+        results.append(usual(*args))
+        return results[-1]
+
+    monkeypatch.setattr(reading, "_read_native_part10", spy)
+    ours, theirs = _parse_both(path)
+    monkeypatch.undo()
+    assert len(results) == 1
+    assert (results[0] is not None) == (case == "native")
+    _same_dataset(ours, theirs)
+    if case == "command set":  # before, refused as "truncated": pydicom lists the Command Set last
+        assert ours.MessageID == 7
+        assert read(path).MessageID == 7
+    if case != "no transfer syntax":  # pydicom cannot tell how to decode those pixels
+        np.testing.assert_array_equal(ours.pixel_array, theirs.pixel_array)
