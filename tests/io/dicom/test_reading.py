@@ -285,7 +285,8 @@ def test_windowed_parse_of_native_pixels_is_pydicoms(tmp_path: Path, monkeypatch
 @pytest.mark.parametrize("case", ["small", "long header", "trailing padding", "false pixel data tag",
                                   "compressed"])
 def test_windowed_parse_falls_back_to_pydicoms_parse(tmp_path: Path, testdata: Path, case: str) -> None:
-    """Whatever the window cannot hold for sure is parsed from the file: the dataset is pydicom's."""
+    """Whatever the window cannot hold for sure is parsed from the file, and a file the window holds whole
+    ("small") is parsed from it: either way the dataset is pydicom's."""
     from medipy.io.dicom import reading
 
     path = tmp_path / "file.dcm"
