@@ -6,6 +6,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 
+from medipy.io.dicom.plain_values import transfer_syntax_of
+
 __all__ = ["DataSet"]
 
 
@@ -75,11 +77,7 @@ class DataSet(Dataset):
     @property
     def transfer_syntax(self) -> str | None:
         """The Transfer Syntax UID of the file meta, or None."""
-        file_meta: Any = getattr(self, "file_meta", None)
-        if file_meta is None:
-            return None
-        uid = file_meta.get("TransferSyntaxUID")
-        return None if uid is None else str(uid)
+        return transfer_syntax_of(self)
 
     @property
     def pixel_array(self) -> Any:

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medipy.errors import PixelDecodeError, ValueRangeError
+from medipy.io.dicom.plain_values import transfer_syntax_of
 from medipy.io.dicom.record import SliceRecord
 
 __all__ = [
@@ -84,8 +85,7 @@ def decode(ds: Dataset, index: int | None = None, *, path: str | None = None) ->
         syntax and the plugin that decodes it.
     """
     where = path or getattr(ds, "path", None) or getattr(ds, "filename", None)
-    file_meta = getattr(ds, "file_meta", None)
-    syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    syntax = transfer_syntax_of(ds) or ""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise PixelDecodeError("the dataset has no Pixel Data (7FE0,0010)", where)
     if syntax in _NATIVE or syntax == _DEFLATED or not syntax:

@@ -29,7 +29,7 @@ from pydicom.valuerep import VR
 
 from medipy.errors import BrokenDicomError, MedipyError, NotDicomError
 from medipy.io.dicom.dataset import DataSet
-from medipy.io.dicom.plain_values import plain_values_enabled, raw_plain_value
+from medipy.io.dicom.plain_values import plain_values_enabled, raw_plain_value, transfer_syntax_of
 
 __all__ = ["MAX_INFLATED_BYTES", "parse_file", "read"]
 
@@ -438,7 +438,7 @@ def _describe(head: bytes, size: int) -> str:
 def _check(ds: FileDataset, name: str, source: str | io.BytesIO, size: int, start: int,
            stop_before_pixels: bool, convert: bool = True) -> None:
     """Check that no element was cut short by the end of the file (and convert the elements if asked)."""
-    deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+    deflated = transfer_syntax_of(ds) == DeflatedExplicitVRLittleEndian
     if len(ds) == 0:
         _raise_empty(ds, name, source, size, start, stop_before_pixels)
     _check_dataset(ds.file_meta, name, None, convert)  # converted now (values), not on first use

@@ -22,6 +22,7 @@ from pydicom.multival import MultiValue
 from medipy.errors import BrokenDicomError
 from medipy.io.dicom.diffusion import DiffusionEncoding, diffusion_of
 from medipy.io.dicom.frames import frame_headers, frame_layout
+from medipy.io.dicom.plain_values import transfer_syntax_of
 
 __all__ = ["SliceRecord", "dataset_records", "record_from_frame"]
 
@@ -407,8 +408,7 @@ def dataset_records(ds: Dataset, *, path: str | None = None, values: Mapping[int
         path = getattr(ds, "path", None) or (ds.filename if isinstance(getattr(ds, "filename", None), str) else None)
     source = getattr(ds, "source", None)
     holder = ds if source is None else source  # the dataset that holds the pixels
-    file_meta = getattr(holder, "file_meta", None)
-    syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    syntax = transfer_syntax_of(holder) or ""
     if not syntax and getattr(holder, "_read_implicit", None) is not None:
         # no meta: the encoding pydicom read it with stands for the transfer syntax
         syntax = "1.2.840.10008.1.2" if holder._read_implicit else (

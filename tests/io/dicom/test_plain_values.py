@@ -13,7 +13,7 @@ from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.tag import Tag
 
 from medipy.engine.scan import ScannedFile, list_files, scan_files
-from medipy.io.dicom.plain_values import plain_value, plain_values_enabled, public_vr
+from medipy.io.dicom.plain_values import plain_value, plain_values_enabled, public_vr, transfer_syntax_of
 from medipy.io.dicom.record import dataset_records
 
 
@@ -156,3 +156,57 @@ def test_read_leaves_plain_values_to_pydicom_and_gives_its_values(testdata: Path
                 compared += 1
     assert raw > 100, raw  # the check converted the others: values that could fail are still checked at read
     assert compared > 500, compared
+
+
+def test_transfer_syntax_is_pydicoms_value_without_converting_it(testdata: Path) -> None:
+    """Over the corpus' files (every syntax in it), raw (as the scan's parse leaves File Meta) or converted
+    (as pydicom's ``dcmread`` leaves it): pydicom's value as str, and a raw element left raw."""
+    from medipy.io.dicom.reading import parse_file
+
+    compared = left_raw = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path in _files(testdata):
+            try:
+                ours = parse_file(path, defer_size=1024, check="lengths")
+            except Exception:  # noqa: BLE001 - the corpus' broken files
+                continue
+            theirs = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            expected = theirs.file_meta.get("TransferSyntaxUID")
+            was_raw = isinstance(ours.file_meta._dict.get(Tag(0x00020010)), RawDataElement)
+            assert transfer_syntax_of(ours) == (None if expected is None else str(expected)), path
+            assert transfer_syntax_of(theirs) == transfer_syntax_of(ours), path  # converted already: its value
+            if expected is not None:
+                assert type(transfer_syntax_of(ours)) is str
+                compared += 1
+            if was_raw:
+                assert isinstance(ours.file_meta._dict[Tag(0x00020010)], RawDataElement), path  # not converted
+                left_raw += 1
+    assert compared > 50, compared
+    assert left_raw > 20, left_raw
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (b"1.2.840.10008.1.2\0", "1.2.840.10008.1.2"),  # padded to an even length with NUL (PS3.5 9.1)
+    (b"1.2.840.10008.1.2.1 ", "1.2.840.10008.1.2.1"),  # padded with a space, as some writers do
+    (b"", ""),  # empty: pydicom's empty value
+    (b"1.2.3\\4.5", "['1.2.3', '4.5']"),  # two values (invalid): pydicom's, as str
+])
+def test_transfer_syntax_of_odd_values_is_pydicoms(value: bytes, expected: str) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta._dict[Tag(0x00020010)] = RawDataElement(Tag(0x00020010), "UI", len(value), value, 0, False, True)
+    ds = Dataset()
+    ds.file_meta = meta
+    assert transfer_syntax_of(ds) == expected
+    assert transfer_syntax_of(ds) == str(meta.TransferSyntaxUID)
+
+
+def test_transfer_syntax_of_a_dataset_without_one_is_none() -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ds = Dataset()
+    assert transfer_syntax_of(ds) is None  # no File Meta
+    ds.file_meta = FileMetaDataset()
+    assert transfer_syntax_of(ds) is None  # File Meta without (0002,0010)
