@@ -182,8 +182,10 @@ def _parse(fp: str | io.BytesIO | io.BufferedReader, name: str, size: int, start
     return ds
 
 
-#: Bytes of a file read at once into memory for pydicom to parse its header from (see :func:`_read_windowed`).
+#: Most bytes of a file read into memory for pydicom to parse its header from (see :func:`_read_windowed`).
 WINDOW_BYTES = 65536
+#: The window's first step: enough for most headers, little more than the sniff's buffered read holds.
+FIRST_WINDOW_BYTES = 8192
 _PIXEL_DATA_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) in little endian
 
 
@@ -216,13 +218,20 @@ def _read_windowed(fp: io.BufferedReader, head: bytes, size: int, defer_size: in
     ends the file: pydicom then reads the same bytes in the same order, and skips the same Pixel Data by a seek
     (checked: its Pixel Data must be where it was found). Otherwise (a longer header, compressed pixels of
     undefined length, elements after the Pixel Data) the file is parsed as pydicom parses it, from the file.
-    Deferred values are read from the file by name later, as for a file pydicom opened.
+    Deferred values are read from the file by name later, as for a file pydicom opened. The window is read in
+    two steps, :data:`FIRST_WINDOW_BYTES` (most headers), then :data:`WINDOW_BYTES`: reading 64 KiB at once
+    costs ~5% of the parse of a short header.
     """
     from pydicom.filereader import read_partial
 
-    data = head + fp.read(WINDOW_BYTES - len(head))
-    pixels = None if len(data) >= size else _native_pixels_at(data, size)
-    if len(data) >= size or (pixels is not None and defer_size < size - pixels):
+    data = head
+    for limit in (FIRST_WINDOW_BYTES, WINDOW_BYTES):  # most headers are held by the file's buffer already
+        data += fp.read(max(0, limit - len(data)))
+        pixels = None if len(data) >= size else _native_pixels_at(data, size)
+        held = len(data) >= size or (pixels is not None and defer_size < size - pixels)
+        if held:
+            break
+    if held:
         window = io.BytesIO(data)
         window.name = fp.name  # type: ignore[attr-defined]  # FileDataset takes its filename from it
         ds = _read_native_part10(window, data, defer_size)

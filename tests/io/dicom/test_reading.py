@@ -259,23 +259,31 @@ def _parse_both(path: Path):
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+@pytest.mark.parametrize("header", ["short", "long"])
 def test_windowed_parse_of_native_pixels_is_pydicoms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     implicit: bool) -> None:
+                                                     implicit: bool, header: str) -> None:
+    """A short header is held by the window's first step, a longer one (~20 KB, as with private vendor
+    elements) by its second: both parsed from the window, the same dataset as pydicom's."""
     import pydicom
 
     from medipy.io.dicom import reading
 
     path = tmp_path / "native.dcm"
-    pixels = _native_file(path, implicit=implicit)
+    pixels = _native_file(path, implicit=implicit, before_pixels=None if header == "short" else b"\x07" * 20000)
     assert path.stat().st_size > reading.WINDOW_BYTES  # the window holds the header only
     theirs = pydicom.dcmread(str(path), defer_size=1024, force=True)
 
     def refused(*args, **kwargs):
         raise AssertionError("the header was parsed from the file, not from the window")
 
+    searched: list[int] = []  # the window's length at each look for the Pixel Data
+    find = reading._native_pixels_at
+    monkeypatch.setattr(reading, "_native_pixels_at", lambda data, size: searched.append(len(data)) or find(data, size))
     monkeypatch.setattr(reading.pydicom, "dcmread", refused)
     ours = reading.parse_file(str(path), defer_size=1024, check="lengths")
     monkeypatch.undo()
+    steps = [reading.FIRST_WINDOW_BYTES] if header == "short" else [reading.FIRST_WINDOW_BYTES, reading.WINDOW_BYTES]
+    assert searched == steps
     _same_dataset(ours, theirs)
     assert ours.buffer is None
     np.testing.assert_array_equal(ours.pixel_array, pixels)  # the deferred value, read from the file by name
