@@ -225,7 +225,7 @@ def _read_windowed(fp: io.BufferedReader, head: bytes, size: int, defer_size: in
     from pydicom.filereader import read_partial
 
     data = head
-    for limit in (FIRST_WINDOW_BYTES, WINDOW_BYTES):  # most headers are held by the file's buffer already
+    for limit in (FIRST_WINDOW_BYTES, WINDOW_BYTES):  # most headers end within the first step
         data += fp.read(max(0, limit - len(data)))
         pixels = None if len(data) >= size else _native_pixels_at(data, size)
         held = len(data) >= size or (pixels is not None and defer_size < size - pixels)
