@@ -165,6 +165,8 @@ class _WriteItems(Sequence[StackBatch | tuple[WriteJob, ...]]):
             self.owner.extend(_Shards(plan, first, start, min(start + step, count)) for start in range(0, count, step))
         close()
         self._cached: tuple[int, list[WriteJob]] = (-1, [])
+        #: The attributes of the larger stacks' image groups, by path, from creation until they are finished.
+        self.created: dict[str, dict[str, Any] | None] = {}
 
     def __len__(self) -> int:
         return len(self.owner)
@@ -174,8 +176,10 @@ class _WriteItems(Sequence[StackBatch | tuple[WriteJob, ...]]):
         if not isinstance(owner, _Shards):
             return StackBatch(self._root, owner, self._sink, self._source_root, self._thumbnails)
         if self._cached[0] != owner.first:
-            create_image(self._root, owner.plan, self._sink, source_root=self._source_root)
-            self._cached = (owner.first, write_jobs(self._root, owner.plan, self._sink))
+            slices = owner.plan.unpack()  # once for the group's attributes and the jobs
+            self.created[owner.plan.path] = create_image(self._root, owner.plan, self._sink,
+                                                         source_root=self._source_root, slices=slices)
+            self._cached = (owner.first, write_jobs(self._root, owner.plan, self._sink, slices))
         return tuple(self._cached[1][owner.start:owner.stop])
 
 
@@ -237,11 +241,12 @@ def write_stacks(root: str, stacks: Sequence[StackPlan], runner: Runner, sink: S
             found[plan.path].extend(i.relative_to(source_root) for i in result)
         remaining[plan.path] -= 1
         if remaining[plan.path] == 0 and plan.path in widen:
+            items.created.pop(plan.path)  # created again, in the wide dtype
             again.append(plan.widened(widen[plan.path]))
             logger.info("%s: values do not fit %s, written again as %s", plan.path, plan.dtype, again[-1].dtype)
         elif remaining[plan.path] == 0:
             found[plan.path].sort(key=lambda i: (i.path, i.kind))
-            finish_image(root, plan, found[plan.path], source_root=source_root)
+            finish_image(root, plan, found[plan.path], source_root=source_root, created=items.created.pop(plan.path))
     if again:  # the volumes that did not fit are not checked again, the others fit: no third pass
         found.update(write_stacks(root, again, runner, sink, source_root=source_root, progress=progress,
                                   thumbnails=thumbnails))

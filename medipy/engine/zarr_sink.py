@@ -185,11 +185,18 @@ def _stored_shape(plan: StackPlan) -> tuple[int, ...]:
 
 
 def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_root: str | None = None,
-                 describe: bool = True) -> None:
+                 describe: bool = True, slices: Slices | None = None) -> dict[str, Any] | None:
     """Create the image group of a stack and its empty array (metadata only; ``complete`` false).
 
     With ``describe`` false, a new image group gets no attributes yet (they are written whole by
     :func:`finish_image`; until then the group is not an image a reader would take for complete).
+    ``slices``: the plan's, when already unpacked.
+
+    Returns
+    -------
+    dict or None
+        The attributes written (:func:`image_attributes`), to be passed to :func:`finish_image`; None when
+        not ``describe``.
     """
     import zarr
     from zarr.codecs import BloscCodec
@@ -203,13 +210,13 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
         inner = (shape[0], *inner[1:])
         outer = (shape[0], *outer[1:])
     names = [a["name"] for a in _axes(plan)]
-    attributes = image_attributes(plan, source_root=source_root) if describe else None
+    attributes = image_attributes(plan, source_root=source_root, slices=slices) if describe else None
     document = array_document(shape, np.dtype(plan.dtype), inner, outer, {
         "cname": options.cname, "clevel": options.clevel, "shuffle": options.shuffle}, names)
     if document is not None and is_local_store(root):  # the documents zarr-python writes, without its store
         folder = require_groups(root, plan.path, attributes)
         write_array(os.path.join(folder, "0"), document)
-        return
+        return attributes
     group = zarr.open_group(store=root, mode="a").require_group(plan.path)
     if attributes is not None:
         group.attrs.put(attributes)
@@ -219,6 +226,7 @@ def create_image(root: str, plan: StackPlan, options: SinkOptions, *, source_roo
                                 shuffle=options.shuffle)],  # type: ignore[arg-type] # checked by BloscCodec
         fill_value=0, dimension_names=names, overwrite=True,
     )
+    return attributes
 
 
 def shard_count(plan: StackPlan, options: SinkOptions) -> int:
@@ -382,11 +390,20 @@ def stack_bytes(plan: StackPlan) -> int:
 
 
 def finish_image(root: str, plan: StackPlan, issues: Sequence[FileIssue], *, source_root: str | None = None,
-                 slices: Slices | None = None) -> None:
-    """Mark a stack complete (all shards written); slices that could not be read are listed, not hidden."""
+                 slices: Slices | None = None, created: dict[str, Any] | None = None) -> None:
+    """Mark a stack complete (all shards written); slices that could not be read are listed, not hidden.
+
+    ``created``: the attributes :func:`create_image` wrote for the same plan and ``source_root``, completed here
+    instead of made again (``slices`` is then not needed).
+    """
     import zarr
 
-    attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues, slices=slices)
+    if created is not None:
+        attributes = {**created, "medipy": {**created["medipy"], "complete": not issues,
+                                            "failed_slices": [i.as_dict() for i in issues]}}
+    else:
+        attributes = image_attributes(plan, source_root=source_root, complete=not issues, issues=issues,
+                                      slices=slices)
     folder = os.path.join(root, *plan.path.split("/"))
     if is_local_store(folder):  # the group create_image made: its document rewritten whole
         write_group(folder, attributes)

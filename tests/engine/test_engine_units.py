@@ -315,6 +315,34 @@ def test_stack_plans_are_packed_and_shard_counts_match_the_jobs(testdata: Path, 
             assert shard_count(stack, sink) == len(write_jobs(str(tmp_path), stack, sink))
 
 
+def test_finishing_from_the_created_attributes_writes_what_making_them_again_writes(testdata: Path,
+                                                                                    tmp_path: Path) -> None:
+    from medipy.engine import FileIssue, plan_export
+    from medipy.engine.zarr_sink import SinkOptions, create_image, finish_image
+
+    paths = list_files(testdata / "pydicom/test_files/dicomdirtests") + list_files(testdata / CT)
+    with open_runner(ClusterOptions("synchronous")) as runner:
+        plans, _ = plan_export(paths, runner)
+    stacks = [s for p in plans for s in p.stacks]
+    assert len(stacks) > 3
+    for number, stack in enumerate(stacks):
+        issues = [FileIssue(f"slice-{number}.dcm", IssueKind.UNDECODABLE, "cut short")] if number % 2 else []
+        documents = []
+        for store, reuse in ((tmp_path / "made_again.zarr", False), (tmp_path / "completed.zarr", True)):
+            zarr.open_group(store=str(store), mode="a")
+            created = create_image(str(store), stack, SinkOptions(), source_root=str(testdata),
+                                   slices=stack.unpack() if reuse else None)
+            assert created is not None
+            assert created["medipy"]["complete"] is False
+            finish_image(str(store), stack, issues, source_root=str(testdata), created=created if reuse else None)
+            documents.append(dict(zarr.open_group(store=str(store), mode="r")[stack.path].attrs))
+        assert documents[0] == documents[1]
+        assert documents[1]["medipy"]["complete"] == (not issues)
+        assert documents[1]["medipy"]["failed_slices"] == [i.as_dict() for i in issues]
+        uids = [[r.sop_instance_uid for r in volume] for volume in stack.volumes]
+        assert documents[1]["medipy"]["sop_instance_uids"] == (uids if stack.is_4d else uids[0])
+
+
 @pytest.mark.parametrize(("stored", "bits", "intercept", "slope", "output"), [
     ("<i2", 12, -1024, 1, "int16"),  # sign-extended from 12 bits, in place
     ("<i2", 16, -1024, 1, "int32"),  # widened and shifted in one pass
