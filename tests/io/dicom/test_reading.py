@@ -246,6 +246,11 @@ def _same_dataset(ours, theirs) -> None:
     assert ours.original_character_set == theirs.original_character_set
     assert ours.filename == theirs.filename
     assert ours.timestamp == theirs.timestamp
+    # every other attribute of both objects too (the usual file's datasets are not made by their constructors)
+    for mine, pydicoms in ((ours, theirs), (ours.file_meta, theirs.file_meta)):
+        assert type(mine) is type(pydicoms)
+        assert ({k: v for k, v in vars(mine).items() if k not in ("_dict", "file_meta")}
+                == {k: v for k, v in vars(pydicoms).items() if k not in ("_dict", "file_meta")})
 
 
 def _parse_both(path: Path):
@@ -331,7 +336,7 @@ def test_windowed_parse_is_pydicoms_over_the_whole_corpus(testdata: Path, monkey
 
     from medipy.io.dicom import reading
 
-    def from_the_file(fp, head, size, defer_size):
+    def from_the_file(fp, head, size, defer_size, mtime=None):
         fp.seek(0)
         return pydicom.dcmread(fp, defer_size=defer_size, force=True)
 
