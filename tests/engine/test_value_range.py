@@ -85,6 +85,35 @@ def test_output_dtypes_from_the_headers(signed: bool, bits: int, intercept: floa
     assert dtypes.checked is (expected[0] != expected[1])
 
 
+@pytest.mark.parametrize(("stored", "intercept", "values", "expected"), [
+    ("<i2", -1024, [-31744, 32767], True),  # int16 shifted down: the bottom edge fits, the top cannot overflow
+    ("<i2", -1024, [-31745, 0], False),
+    ("<i2", 1024, [-32768, 31743], True),  # shifted up: the top edge fits
+    ("<i2", 1024, [31744], False),
+    ("<u2", -1024, [0, 33791], True),  # uint16 into int16: the top edge fits, 0 - 1024 always does
+    ("<u2", -1024, [33792], False),
+    ("<u2", 40000, [0], False),  # uint16 shifted up past int16: no value fits
+])
+def test_fits_tells_whether_values_plus_intercept_fit(stored: str, intercept: int, values: list[int],
+                                                      expected: bool) -> None:
+    """Edges exactly, then random values near them against the plain computation in int64 (a bound the stored
+    dtype cannot cross is not looked at)."""
+    from dataclasses import replace
+
+    from medipy.io.dicom.pixels import fits
+
+    record = replace(_records(_series("fits", _raw(0, 0, 10)))[0], rescale_intercept=float(intercept))
+    int16 = np.dtype(np.int16)
+    assert fits(np.array(values, stored), record, int16) is expected
+    held = np.iinfo(stored)
+    rng = np.random.default_rng(7)
+    for centre in (held.min, held.max, -32768 - intercept, 32767 - intercept, 0):
+        for _ in range(20):
+            near = np.clip(centre + rng.integers(-3, 4, 5), held.min, held.max).astype(stored)
+            shifted = near.astype(np.int64) + intercept
+            assert fits(near, record, int16) is bool(shifted.min() >= -32768 and shifted.max() <= 32767)
+
+
 def test_image_keeps_int16_when_the_values_fit_and_takes_int32_when_not() -> None:
     raw = _raw(2, -2000, 3000)
     fits = medipy.io.dicom.image(_series("2", raw))

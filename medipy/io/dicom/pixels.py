@@ -404,9 +404,11 @@ def fits(values: np.ndarray, record: SliceRecord, dtype: np.dtype) -> bool:
     """
     if dtype.kind not in "iu" or values.dtype.kind not in "iu" or not values.size:
         return True
-    info = np.iinfo(dtype)
+    info, held = np.iinfo(dtype), np.iinfo(values.dtype)
     intercept = int(record.rescale_intercept)
-    return info.min - intercept <= int(values.min()) and int(values.max()) <= info.max - intercept
+    low, high = info.min - intercept, info.max - intercept
+    # a bound the stored dtype cannot cross is not looked at (e.g. the top, for int16 values shifted down)
+    return (held.min >= low or int(values.min()) >= low) and (held.max <= high or int(values.max()) <= high)
 
 
 def output_dtype(records: Sequence[SliceRecord], values: Sequence[np.ndarray] | None = None) -> np.dtype:
