@@ -552,11 +552,22 @@ def scan_bag(paths: Sequence[str], *, workers: int = 1, options: ScanOptions | N
     return db.from_sequence(chunks, npartitions=len(chunks)).map_partitions(_scan_partition, options)
 
 
+#: The last round of scan batches (one per worker) is cut into this many smaller ones: batches are taken in
+#: order, so that the workers run out of files together instead of one waiting for the other's last whole batch.
+TAIL_SPLIT = 4
+
+
 def scan_chunks(paths: Sequence[str], workers: int = 1, options: ScanOptions | None = None) -> list[list[str]]:
-    """The batches of files the scan tasks take (see :func:`partition_count`); at least one, maybe empty."""
+    """The batches of files the scan tasks take, in order (see :func:`partition_count`), the last ``workers`` of
+    them cut into :data:`TAIL_SPLIT` smaller ones; at least one, maybe empty."""
     n = partition_count(len(paths), workers, options)
     size = max(1, math.ceil(len(paths) / n))
-    return [list(paths[i:i + size]) for i in range(0, len(paths), size)] or [[]]
+    chunks = [list(paths[i:i + size]) for i in range(0, len(paths), size)] or [[]]
+    if workers <= 1 or len(chunks) <= workers:
+        return chunks
+    tail = [p for chunk in chunks[-workers:] for p in chunk]
+    step = max(1, math.ceil(len(tail) / (workers * TAIL_SPLIT)))
+    return chunks[:-workers] + [tail[i:i + step] for i in range(0, len(tail), step)]
 
 
 def _scan_partition(chunks: list[list[str]], options: ScanOptions) -> list[ScannedFile | FileIssue]:

@@ -294,6 +294,31 @@ def test_issue_paths_relative_to_the_export(tmp_path: Path, monkeypatch: pytest.
     assert FileIssue("", "broken", "no path").relative_to("export").path == ""
 
 
+@pytest.mark.parametrize("count", [0, 1, 3, 10, 1937, 100_000])
+@pytest.mark.parametrize("workers", [1, 2, 8])
+def test_scan_batches_keep_every_file_in_order_and_end_with_smaller_ones(count: int, workers: int) -> None:
+    from medipy.engine.scan import TAIL_SPLIT, ScanOptions, partition_count, scan_chunks
+
+    paths = [f"f{i:06d}.dcm" for i in range(count)]
+    chunks = scan_chunks(paths, workers)
+    if not count:
+        assert chunks == [[]]
+        return
+    assert [p for chunk in chunks for p in chunk] == paths
+    assert all(chunks)
+    assert max(len(c) for c in chunks) <= ScanOptions().files_per_partition
+    equal = partition_count(count, workers)
+    size = -(-count // equal)  # the files of each batch of an even split into ``equal``
+    whole = -(-count // size)  # its batches (the last one may be shorter, or some missing)
+    if workers == 1 or whole <= workers:  # one worker, or one round: that even split
+        assert [len(c) for c in chunks] == [len(paths[i:i + size]) for i in range(0, count, size)]
+    else:  # its last round, one batch per worker, cut into TAIL_SPLIT smaller ones (of one file at least)
+        assert [len(c) for c in chunks[:whole - workers]] == [size] * (whole - workers)
+        tail = chunks[whole - workers:]
+        assert TAIL_SPLIT >= 2
+        assert max(len(c) for c in tail) <= max(1, -(-size // TAIL_SPLIT))
+
+
 def test_stack_plans_are_packed_and_shard_counts_match_the_jobs(testdata: Path, tmp_path: Path) -> None:
     import pickle
 
