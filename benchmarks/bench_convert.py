@@ -102,14 +102,26 @@ def time_convert(export: str, out: str, workers: int) -> tuple[float, dict, str]
     return time.perf_counter() - start, report.timings, out
 
 
-def time_dcm2niix(export: str, out: str, z: str) -> float:
+def dcm2niix_binary() -> str:
+    """The ``dcm2niix`` of this Python's environment (PyPI ``dcm2niix``, the ``bench`` extra), else of ``PATH``."""
     binary = shutil.which("dcm2niix", path=os.path.dirname(sys.executable)) or shutil.which("dcm2niix")
+    if binary is None:
+        raise SystemExit('dcm2niix not found: install the reference with  python -m pip install ".[bench]"')
+    return binary
+
+
+def time_dcm2niix(export: str, out: str, z: str) -> float:
+    binary = dcm2niix_binary()
     _settle(out)
     os.makedirs(out)
     start = time.perf_counter()
-    subprocess.run([binary, "-z", z, "-b", "n", "-f", "%s_%d", "-o", out, export], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    done = subprocess.run([binary, "-z", z, "-b", "n", "-f", "%s_%d", "-o", out, export],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    seconds = time.perf_counter() - start
+    if not any(name.endswith((".nii", ".nii.gz")) for name in os.listdir(out)):  # a failed run is no timing
+        raise SystemExit(f"dcm2niix -z {z} wrote no NIfTI (exit {done.returncode}): "
+                         f"{done.stderr.decode(errors='replace')[-500:]}")
+    return seconds
 
 
 def _to_jpeg2000(path: str, source: str, target: str) -> None:
@@ -207,6 +219,7 @@ def main() -> int:
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each step (the best is kept)")
     args = parser.parse_args()
+    dcm2niix_binary()  # the reference is there, before minutes of timing
     warnings.simplefilter("ignore")
     from make_export import make_export
 
